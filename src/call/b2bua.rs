@@ -1,0 +1,939 @@
+//! The call actor: a caller leg (A) bridged to the first callee contact that
+//! answers (B), with media anchored through a relay.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rsip::prelude::*;
+use rsip::{Header, Method, Request, Response, SipMessage};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use super::context::{CallCommand, CallContext};
+use super::{new_branch, new_tag, CallEvent, CallSetup};
+use crate::media::relay::{Leg, MediaEndpoint, Relay, RelayHandle};
+use crate::media::sdp;
+use crate::registrar::location::Binding;
+use crate::sip::dialog::Dialog;
+use crate::sip::message::{self, response_for, tag_of};
+use crate::sip::transaction::TransactionKey;
+use crate::sip::Peer;
+use crate::store::cdr::{CallRecord, Direction, Disposition, Side};
+use crate::store::WriteOp;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ForkState {
+    Calling,
+    Early,
+    Done,
+}
+
+struct Fork {
+    branch: String,
+    invite: Request,
+    peer: Peer,
+    state: ForkState,
+    final_code: Option<u16>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Ringing,
+    Answered,
+    /// The caller got a final answer; waiting for stray forks to settle.
+    Ending,
+}
+
+/// An in-dialog request relayed from one leg to the other.
+struct Relayed {
+    from_a: bool,
+    key: TransactionKey,
+    request: Request,
+}
+
+struct Call {
+    ctx: CallContext,
+    s: CallSetup,
+    a_tag: String,
+    b_from_tag: String,
+    a_dialog: Option<Dialog>,
+    b_dialog: Option<Dialog>,
+    b_peer: Option<Peer>,
+    forks: Vec<Fork>,
+    relay: Option<RelayHandle>,
+    a_media: Option<std::net::SocketAddr>,
+    b_media: Option<std::net::SocketAddr>,
+    phase: Phase,
+    relayed: Vec<(String, Relayed)>,
+    started_ms: i64,
+    answered_ms: Option<i64>,
+    ringing_ms: Option<i64>,
+    disposition: Disposition,
+    hangup_side: Option<Side>,
+    sip_status: u16,
+    sdp_version: u64,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn top_branch(headers: &rsip::Headers) -> Option<String> {
+    headers.iter().find_map(|h| match h {
+        Header::Via(v) => message::param_of(v.value(), "branch").map(str::to_owned),
+        _ => None,
+    })
+}
+
+/// Where to send a request for a registered contact: the Contact's own
+/// address when the phone is reachable as it says (same IP as the REGISTER
+/// came from), otherwise the address the REGISTER really came from (NAT).
+fn target_peer(b: &Binding) -> Peer {
+    let mut peer = b.received;
+    if peer.transport.is_reliable() {
+        return peer;
+    }
+    if let Ok(uri) = rsip::Uri::try_from(b.contact_uri.as_str()) {
+        if let rsip::Host::IpAddr(ip) = uri.host_with_port.host {
+            if ip == peer.remote.ip() {
+                let port = uri.host_with_port.port.map(|p| *p.value()).unwrap_or(5060);
+                peer.remote = std::net::SocketAddr::new(ip, port);
+            }
+        }
+    }
+    peer
+}
+
+fn disposition_for(code: u16) -> Disposition {
+    match code {
+        200..=299 => Disposition::Answered,
+        486 | 600 => Disposition::Busy,
+        408 | 480 => Disposition::NoAnswer,
+        404 | 604 => Disposition::NotFound,
+        603 => Disposition::Rejected,
+        487 => Disposition::Cancelled,
+        _ => Disposition::Failed,
+    }
+}
+
+pub(super) async fn run(
+    setup: CallSetup,
+    mut events: mpsc::UnboundedReceiver<CallEvent>,
+    ctx: CallContext,
+) {
+    ctx.metrics.call_started();
+    let mut call = Call {
+        ctx,
+        a_tag: new_tag(),
+        b_from_tag: new_tag(),
+        s: setup,
+        a_dialog: None,
+        b_dialog: None,
+        b_peer: None,
+        forks: Vec::new(),
+        relay: None,
+        a_media: None,
+        b_media: None,
+        phase: Phase::Ringing,
+        relayed: Vec::new(),
+        started_ms: now_ms(),
+        answered_ms: None,
+        ringing_ms: None,
+        disposition: Disposition::Failed,
+        hangup_side: None,
+        sip_status: 0,
+        sdp_version: 1,
+    };
+    info!(caller = %call.s.caller, callee = %call.s.callee, "call attempt");
+    call.start().await;
+    let mut ring_deadline = Instant::now() + call.ctx.config.calls.no_answer_timeout;
+    let mut linger_deadline: Option<Instant> = None;
+    loop {
+        if call.phase == Phase::Ending {
+            if call.forks.iter().all(|f| f.state == ForkState::Done) {
+                break;
+            }
+            let d =
+                *linger_deadline.get_or_insert_with(|| Instant::now() + Duration::from_secs(32));
+            ring_deadline = d;
+        }
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Some(ev) => call.handle(ev),
+                None => break,
+            },
+            _ = tokio::time::sleep_until(ring_deadline) => match call.phase {
+                Phase::Ringing => call.no_answer(),
+                Phase::Answered => {
+                    info!("maximum call duration reached");
+                    call.hang_up_both(Side::System);
+                }
+                Phase::Ending => break,
+            },
+        }
+        if call.phase == Phase::Answered
+            && call.answered_ms.is_some()
+            && ring_deadline < Instant::now() + Duration::from_secs(1)
+        {
+            ring_deadline = Instant::now() + call.ctx.config.calls.max_duration;
+        }
+    }
+    call.finish().await;
+}
+
+impl Call {
+    fn send(&self, cmd: CallCommand) {
+        let _ = self.ctx.commands.send(cmd);
+    }
+
+    fn respond_a(&mut self, code: u16, extra: Vec<Header>, body: Option<Vec<u8>>) {
+        let mut resp = response_for(&self.s.a_invite, code, Some(&self.a_tag));
+        resp.headers.extend(extra);
+        let body = body.unwrap_or_default();
+        if !body.is_empty() {
+            resp.headers
+                .push(Header::ContentType(rsip::headers::ContentType::new(
+                    "application/sdp",
+                )));
+        }
+        resp.headers = message::finish(resp.headers, body.len(), &self.ctx.config.sip.user_agent);
+        resp.body = body;
+        if code >= 200 {
+            self.sip_status = code;
+        }
+        self.send(CallCommand::Respond {
+            key: self.s.a_key.clone(),
+            response: resp,
+        });
+    }
+
+    /// Reject the call outright with a final response.
+    fn reject(&mut self, code: u16, disposition: Disposition) {
+        self.disposition = disposition;
+        self.respond_a(code, vec![], None);
+        self.phase = Phase::Ending;
+    }
+
+    async fn start(&mut self) {
+        let Some(targets) = self.s.targets.clone() else {
+            info!(callee = %self.s.callee, "no such extension");
+            return self.reject(404, Disposition::NotFound);
+        };
+        if targets.is_empty() {
+            info!(callee = %self.s.callee, "extension not registered");
+            return self.reject(480, Disposition::Unavailable);
+        }
+        let offer = match sdp::parse(&self.s.a_invite.body) {
+            Ok(o) => o,
+            Err(e) => {
+                info!(error = %e, "no usable SDP offer");
+                return self.reject(488, Disposition::Failed);
+            }
+        };
+        if sdp::rewrite_for_relay(
+            &offer,
+            "0.0.0.0:0"
+                .parse()
+                .unwrap_or(std::net::SocketAddr::from(([0, 0, 0, 0], 0))),
+            0,
+            0,
+        )
+        .is_err()
+        {
+            return self.reject(488, Disposition::Failed);
+        }
+        let a_remote = sdp::remote_media(&offer).map(|m| m.addr);
+        let Some(first) = targets.first() else { return };
+        let a_ip = self.ctx.addressing.media_ip(&self.s.a_peer);
+        let b_ip = self.ctx.addressing.media_ip(&target_peer(first));
+        let (a_ep, b_ep) = match (
+            MediaEndpoint::bind(a_ip, &self.ctx.ports).await,
+            MediaEndpoint::bind(b_ip, &self.ctx.ports).await,
+        ) {
+            (Ok(a), Ok(b)) => (a, b),
+            (a, b) => {
+                warn!(a = ?a.err(), b = ?b.err(), "no RTP ports");
+                return self.reject(503, Disposition::Failed);
+            }
+        };
+        self.a_media = Some(a_ep.local_rtp_addr());
+        let b_local = b_ep.local_rtp_addr();
+        self.b_media = Some(b_local);
+        self.relay = Some(Relay::start(a_ep, b_ep, a_remote, None));
+        let Ok(b_offer) = sdp::rewrite_for_relay(
+            &offer,
+            b_local,
+            rand::random::<u32>() as u64,
+            self.sdp_version,
+        ) else {
+            return self.reject(488, Disposition::Failed);
+        };
+        let body = b_offer.to_string().into_bytes();
+        let display = self
+            .ctx
+            .config
+            .extensions
+            .get(&self.s.caller)
+            .map(|e| e.name.clone())
+            .unwrap_or_default();
+        for t in targets {
+            let peer = target_peer(&t);
+            let branch = new_branch();
+            let domain = &self.ctx.config.sip.domain;
+            let Ok(uri) = rsip::Uri::try_from(t.contact_uri.as_str()) else {
+                continue;
+            };
+            let mut h = rsip::Headers::default();
+            h.push(Header::Via(rsip::headers::Via::new(
+                self.ctx.addressing.via(&peer, &branch),
+            )));
+            h.push(Header::MaxForwards(rsip::headers::MaxForwards::new("70")));
+            let from = if display.is_empty() {
+                format!("<sip:{}@{}>;tag={}", self.s.caller, domain, self.b_from_tag)
+            } else {
+                format!(
+                    "\"{}\" <sip:{}@{}>;tag={}",
+                    display, self.s.caller, domain, self.b_from_tag
+                )
+            };
+            h.push(Header::From(rsip::headers::From::new(from)));
+            h.push(Header::To(rsip::headers::To::new(format!(
+                "<sip:{}@{}>",
+                self.s.callee, domain
+            ))));
+            h.push(Header::CallId(rsip::headers::CallId::new(
+                self.s.b_call_id.clone(),
+            )));
+            h.push(Header::CSeq(rsip::headers::CSeq::new("1 INVITE")));
+            h.push(Header::Contact(rsip::headers::Contact::new(format!(
+                "<{}>",
+                self.ctx.addressing.contact(&peer, &self.s.caller)
+            ))));
+            h.push(Header::Allow(rsip::headers::Allow::new(
+                "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE",
+            )));
+            h.push(Header::ContentType(rsip::headers::ContentType::new(
+                "application/sdp",
+            )));
+            let headers = message::finish(h, body.len(), &self.ctx.config.sip.user_agent);
+            let invite = Request {
+                method: Method::Invite,
+                uri,
+                version: rsip::Version::V2,
+                headers,
+                body: body.clone(),
+            };
+            self.send(CallCommand::Request {
+                request: invite.clone(),
+                to: peer,
+            });
+            self.forks.push(Fork {
+                branch,
+                invite,
+                peer,
+                state: ForkState::Calling,
+                final_code: None,
+            });
+        }
+        if self.forks.is_empty() {
+            self.reject(480, Disposition::Unavailable);
+        }
+    }
+
+    fn is_a(&self, headers: &rsip::Headers) -> bool {
+        message::call_id(headers) == Some(self.s.a_call_id.as_str())
+    }
+
+    fn handle(&mut self, ev: CallEvent) {
+        match ev {
+            CallEvent::Request {
+                key,
+                request,
+                from,
+                cancels,
+            } => {
+                if self.is_a(&request.headers) {
+                    self.request_from_a(key, request, cancels)
+                } else {
+                    self.request_from_b(key, request, from)
+                }
+            }
+            CallEvent::Ack { .. } => {}
+            CallEvent::Response { response, .. } => self.response(response),
+            CallEvent::StrayResponse { response, .. } => self.response(response),
+            CallEvent::Timeout { key } => self.timeout(key),
+            CallEvent::AckTimeout { .. } => {
+                warn!("caller never acknowledged the answer");
+                self.hang_up_both(Side::System);
+            }
+        }
+    }
+
+    fn respond_to(
+        &self,
+        key: TransactionKey,
+        req: &Request,
+        code: u16,
+        tag: Option<&str>,
+        body: Option<(Vec<u8>, Option<&str>)>,
+    ) {
+        let mut resp = response_for(req, code, tag);
+        let body = match body {
+            Some((b, contact)) => {
+                if let Some(c) = contact {
+                    resp.headers
+                        .push(Header::Contact(rsip::headers::Contact::new(format!(
+                            "<{c}>"
+                        ))));
+                }
+                if !b.is_empty() {
+                    resp.headers
+                        .push(Header::ContentType(rsip::headers::ContentType::new(
+                            "application/sdp",
+                        )));
+                }
+                b
+            }
+            None => Vec::new(),
+        };
+        resp.headers = message::finish(resp.headers, body.len(), &self.ctx.config.sip.user_agent);
+        resp.body = body;
+        self.send(CallCommand::Respond {
+            key,
+            response: resp,
+        });
+    }
+
+    fn request_from_a(
+        &mut self,
+        key: TransactionKey,
+        req: Request,
+        cancels: Option<TransactionKey>,
+    ) {
+        match req.method {
+            Method::Cancel => {
+                self.respond_to(key, &req, 200, None, None);
+                if cancels.is_some() && self.phase == Phase::Ringing {
+                    info!("caller cancelled");
+                    self.hangup_side = Some(Side::Caller);
+                    self.disposition = Disposition::Cancelled;
+                    self.respond_a(487, vec![], None);
+                    self.cancel_forks(None);
+                    self.phase = Phase::Ending;
+                }
+            }
+            Method::Bye => {
+                self.respond_to(key, &req, 200, None, None);
+                if self.phase == Phase::Answered {
+                    info!("caller hung up");
+                    self.hangup_side = Some(Side::Caller);
+                    self.bye_b();
+                    self.phase = Phase::Ending;
+                }
+            }
+            _ => self.relay_in_dialog(true, key, req),
+        }
+    }
+
+    fn request_from_b(&mut self, key: TransactionKey, req: Request, from: Peer) {
+        let to_tag = req
+            .from_header()
+            .ok()
+            .and_then(|f| tag_of(f.value()).map(str::to_owned));
+        let ours = self
+            .b_dialog
+            .as_ref()
+            .map(|d| Some(&d.remote_tag) == to_tag.as_ref())
+            .unwrap_or(false);
+        if !ours {
+            let code = if req.method == Method::Bye { 200 } else { 481 };
+            return self.respond_to(key, &req, code, None, None);
+        }
+        let _ = from;
+        match req.method {
+            Method::Bye => {
+                self.respond_to(key, &req, 200, None, None);
+                if self.phase == Phase::Answered {
+                    info!("callee hung up");
+                    self.hangup_side = Some(Side::Callee);
+                    self.bye_a();
+                    self.phase = Phase::Ending;
+                }
+            }
+            _ => self.relay_in_dialog(false, key, req),
+        }
+    }
+
+    /// Pass an in-dialog request (re-INVITE for hold, INFO, UPDATE...) to
+    /// the other leg, rewriting SDP so media stays anchored.
+    fn relay_in_dialog(&mut self, from_a: bool, key: TransactionKey, req: Request) {
+        if self.phase != Phase::Answered {
+            return self.respond_to(key, &req, 481, None, None);
+        }
+        if req.method == Method::Invite
+            && self
+                .relayed
+                .iter()
+                .any(|(_, r)| r.request.method == Method::Invite)
+        {
+            return self.respond_to(key, &req, 491, None, None);
+        }
+        let mut body = req.body.clone();
+        if matches!(req.method, Method::Invite | Method::Update) && !req.body.is_empty() {
+            match self.rewrite(&req.body, from_a) {
+                Some(b) => body = b,
+                None => return self.respond_to(key, &req, 488, None, None),
+            }
+        }
+        let (dialog, peer) = if from_a {
+            (self.b_dialog.as_mut(), self.b_peer)
+        } else {
+            (self.a_dialog.as_mut(), Some(self.s.a_peer))
+        };
+        let (Some(dialog), Some(peer)) = (dialog, peer) else {
+            return self.respond_to(key, &req, 481, None, None);
+        };
+        let branch = new_branch();
+        let via = self.ctx.addressing.via(&peer, &branch);
+        let user = if from_a {
+            &self.s.caller
+        } else {
+            &self.s.callee
+        };
+        let contact = self.ctx.addressing.contact(&peer, user);
+        let mut out = dialog.request(req.method, &via, &contact, None);
+        for h in req.headers.iter() {
+            if let Header::ContentType(_) = h {
+                out.headers.push(h.clone());
+            }
+        }
+        out.headers = message::finish(out.headers, body.len(), &self.ctx.config.sip.user_agent);
+        out.body = body;
+        self.send(CallCommand::Request {
+            request: out,
+            to: peer,
+        });
+        self.relayed.push((
+            branch,
+            Relayed {
+                from_a,
+                key,
+                request: req,
+            },
+        ));
+    }
+
+    /// Rewrite SDP coming from one leg for the other; learn the sender's
+    /// media address on the way.
+    fn rewrite(&mut self, body: &[u8], from_a: bool) -> Option<Vec<u8>> {
+        let parsed = sdp::parse(body).ok()?;
+        let local = if from_a { self.b_media? } else { self.a_media? };
+        if let (Some(relay), Some(m)) = (&self.relay, sdp::remote_media(&parsed)) {
+            relay.set_remote(if from_a { Leg::A } else { Leg::B }, m.addr);
+        }
+        self.sdp_version += 1;
+        let out = sdp::rewrite_for_relay(&parsed, local, 1, self.sdp_version).ok()?;
+        Some(out.to_string().into_bytes())
+    }
+
+    fn response(&mut self, resp: Response) {
+        let Some((_, method)) = message::cseq(&resp) else {
+            return;
+        };
+        let branch = top_branch(&resp.headers).unwrap_or_default();
+        if let Some(i) = self.relayed.iter().position(|(b, _)| *b == branch) {
+            return self.relayed_response(i, resp);
+        }
+        if method != Method::Invite || self.is_a(&resp.headers) {
+            return;
+        }
+        let code = resp.status_code.code();
+        let Some(i) = self.forks.iter().position(|f| f.branch == branch) else {
+            // A 2xx retransmission after the client transaction ended.
+            if (200..300).contains(&code) {
+                self.ack_or_drop_stray(&resp);
+            }
+            return;
+        };
+        match code {
+            100 => {}
+            101..=199 => self.provisional(i, resp),
+            200..=299 => self.answered(i, resp),
+            _ => self.fork_failed(i, code),
+        }
+    }
+
+    fn provisional(&mut self, i: usize, resp: Response) {
+        if let Some(f) = self.forks.get_mut(i) {
+            if f.state == ForkState::Calling {
+                f.state = ForkState::Early;
+            }
+        }
+        if self.phase != Phase::Ringing {
+            return;
+        }
+        self.ringing_ms.get_or_insert_with(now_ms);
+        let code = resp.status_code.code();
+        let body = if code == 183 && !resp.body.is_empty() {
+            self.rewrite(&resp.body, false)
+        } else {
+            None
+        };
+        let code = if code == 183 && body.is_none() {
+            180
+        } else {
+            code
+        };
+        let contact = self.ctx.addressing.contact(&self.s.a_peer, &self.s.callee);
+        self.respond_to(
+            self.s.a_key.clone(),
+            &self.s.a_invite.clone(),
+            code,
+            Some(&self.a_tag.clone()),
+            Some((body.unwrap_or_default(), Some(&contact))),
+        );
+    }
+
+    fn ack_2xx(&self, invite: &Request, resp: &Response, peer: Peer) -> Option<Dialog> {
+        let mut dialog = Dialog::uac(invite, resp).ok()?;
+        let branch = new_branch();
+        let via = self.ctx.addressing.via(&peer, &branch);
+        let contact = self.ctx.addressing.contact(&peer, &self.s.caller);
+        let seq = message::cseq(invite).map(|(s, _)| s).unwrap_or(1);
+        let mut ack = dialog.request(Method::Ack, &via, &contact, Some(seq));
+        ack.headers = message::finish(ack.headers, 0, &self.ctx.config.sip.user_agent);
+        self.send(CallCommand::Stateless {
+            message: SipMessage::Request(ack),
+            to: peer,
+        });
+        Some(dialog)
+    }
+
+    fn bye_dialog(&self, dialog: &mut Dialog, peer: Peer, user: &str) {
+        let branch = new_branch();
+        let via = self.ctx.addressing.via(&peer, &branch);
+        let contact = self.ctx.addressing.contact(&peer, user);
+        let mut bye = dialog.request(Method::Bye, &via, &contact, None);
+        bye.headers = message::finish(bye.headers, 0, &self.ctx.config.sip.user_agent);
+        self.send(CallCommand::Request {
+            request: bye,
+            to: peer,
+        });
+    }
+
+    fn answered(&mut self, i: usize, resp: Response) {
+        let Some(f) = self.forks.get(i) else { return };
+        let (invite, peer) = (f.invite.clone(), f.peer);
+        let to_tag = resp
+            .to_header()
+            .ok()
+            .and_then(|t| tag_of(t.value()).map(str::to_owned));
+        let same_dialog = self
+            .b_dialog
+            .as_ref()
+            .map(|d| Some(&d.remote_tag) == to_tag.as_ref())
+            .unwrap_or(false);
+        if same_dialog {
+            // Retransmitted 2xx: acknowledge again.
+            let _ = self.ack_2xx(&invite, &resp, peer);
+            return;
+        }
+        let Some(mut dialog) = self.ack_2xx(&invite, &resp, peer) else {
+            warn!("2xx without a usable Contact");
+            return;
+        };
+        if let Some(f) = self.forks.get_mut(i) {
+            f.state = ForkState::Done;
+            f.final_code = Some(resp.status_code.code());
+        }
+        if self.phase != Phase::Ringing {
+            // Answered after the caller cancelled or another fork won.
+            info!("late answer: hanging it up");
+            self.bye_dialog(&mut dialog, peer, &self.s.caller.clone());
+            return;
+        }
+        let body = self.rewrite(&resp.body, false).unwrap_or_default();
+        self.b_dialog = Some(dialog);
+        self.b_peer = Some(peer);
+        self.cancel_forks(Some(i));
+        match Dialog::uas(&self.s.a_invite, &self.a_tag) {
+            Ok(d) => self.a_dialog = Some(d),
+            Err(e) => warn!(error = %e, "caller dialog incomplete"),
+        }
+        let contact = self.ctx.addressing.contact(&self.s.a_peer, &self.s.callee);
+        let mut resp_a = response_for(&self.s.a_invite, 200, Some(&self.a_tag));
+        resp_a
+            .headers
+            .push(Header::Contact(rsip::headers::Contact::new(format!(
+                "<{contact}>"
+            ))));
+        resp_a.headers.push(Header::Allow(rsip::headers::Allow::new(
+            "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE",
+        )));
+        if !body.is_empty() {
+            resp_a
+                .headers
+                .push(Header::ContentType(rsip::headers::ContentType::new(
+                    "application/sdp",
+                )));
+        }
+        resp_a.headers =
+            message::finish(resp_a.headers, body.len(), &self.ctx.config.sip.user_agent);
+        resp_a.body = body;
+        self.sip_status = 200;
+        self.send(CallCommand::Respond {
+            key: self.s.a_key.clone(),
+            response: resp_a,
+        });
+        self.phase = Phase::Answered;
+        self.disposition = Disposition::Answered;
+        self.answered_ms = Some(now_ms());
+        info!("call answered");
+    }
+
+    fn ack_or_drop_stray(&mut self, resp: &Response) {
+        let to_tag = resp
+            .to_header()
+            .ok()
+            .and_then(|t| tag_of(t.value()).map(str::to_owned));
+        let ours = self
+            .b_dialog
+            .as_ref()
+            .map(|d| Some(&d.remote_tag) == to_tag.as_ref())
+            .unwrap_or(false);
+        let Some(f) = self.forks.first() else { return };
+        let (invite, peer) = (f.invite.clone(), self.b_peer.unwrap_or(f.peer));
+        if let Some(mut d) = self.ack_2xx(&invite, resp, peer) {
+            if !ours {
+                self.bye_dialog(&mut d, peer, &self.s.caller.clone());
+            }
+        }
+    }
+
+    fn fork_failed(&mut self, i: usize, code: u16) {
+        if let Some(f) = self.forks.get_mut(i) {
+            f.state = ForkState::Done;
+            f.final_code = Some(code);
+        }
+        if self.phase != Phase::Ringing || self.forks.iter().any(|f| f.state != ForkState::Done) {
+            return;
+        }
+        let codes: Vec<u16> = self.forks.iter().filter_map(|f| f.final_code).collect();
+        let best = if codes.iter().any(|c| *c == 486 || *c == 600) {
+            486
+        } else if codes.contains(&603) {
+            603
+        } else if codes.iter().all(|c| *c == 408 || *c == 480 || *c == 487) {
+            480
+        } else {
+            codes.first().copied().unwrap_or(480)
+        };
+        info!(status = best, "callee did not take the call");
+        self.hangup_side = Some(Side::Callee);
+        self.reject(best, disposition_for(best));
+    }
+
+    fn timeout(&mut self, key: TransactionKey) {
+        // Timer B on a fork: that contact is gone.
+        if let Some(i) = self
+            .forks
+            .iter()
+            .position(|f| f.branch == key.branch() && f.state != ForkState::Done)
+        {
+            self.fork_failed(i, 408);
+        }
+    }
+
+    fn cancel_forks(&mut self, except: Option<usize>) {
+        let mut cancels = Vec::new();
+        for (i, f) in self.forks.iter().enumerate() {
+            if Some(i) == except || f.state == ForkState::Done {
+                continue;
+            }
+            let mut h = rsip::Headers::default();
+            for header in f.invite.headers.iter() {
+                match header {
+                    Header::Via(_)
+                    | Header::From(_)
+                    | Header::To(_)
+                    | Header::CallId(_)
+                    | Header::MaxForwards(_) => h.push(header.clone()),
+                    _ => {}
+                }
+            }
+            h.push(Header::CSeq(rsip::headers::CSeq::new("1 CANCEL")));
+            let h = message::finish(h, 0, &self.ctx.config.sip.user_agent);
+            let cancel = Request {
+                method: Method::Cancel,
+                uri: f.invite.uri.clone(),
+                version: rsip::Version::V2,
+                headers: h,
+                body: Vec::new(),
+            };
+            cancels.push((cancel, f.peer));
+        }
+        for (cancel, peer) in cancels {
+            self.send(CallCommand::Request {
+                request: cancel,
+                to: peer,
+            });
+        }
+    }
+
+    fn no_answer(&mut self) {
+        info!("no answer");
+        self.cancel_forks(None);
+        self.hangup_side = Some(Side::System);
+        self.reject(480, Disposition::NoAnswer);
+    }
+
+    fn bye_a(&mut self) {
+        if let Some(mut d) = self.a_dialog.take() {
+            let peer = self.s.a_peer;
+            self.bye_dialog(&mut d, peer, &self.s.callee.clone());
+        }
+    }
+
+    fn bye_b(&mut self) {
+        if let (Some(mut d), Some(peer)) = (self.b_dialog.take(), self.b_peer) {
+            self.bye_dialog(&mut d, peer, &self.s.caller.clone());
+        }
+    }
+
+    fn hang_up_both(&mut self, side: Side) {
+        self.hangup_side = Some(side);
+        match self.phase {
+            Phase::Answered => {
+                self.bye_a();
+                self.bye_b();
+            }
+            Phase::Ringing => {
+                self.cancel_forks(None);
+                self.respond_a(480, vec![], None);
+            }
+            Phase::Ending => {}
+        }
+        self.phase = Phase::Ending;
+    }
+
+    fn relayed_response(&mut self, i: usize, resp: Response) {
+        let code = resp.status_code.code();
+        if code < 200 {
+            return;
+        }
+        let (_, r) = self.relayed.remove(i);
+        // A 2xx to our re-INVITE needs our ACK on that leg.
+        if r.request.method == Method::Invite && (200..300).contains(&code) {
+            let (dialog, peer) = if r.from_a {
+                (self.b_dialog.as_ref(), self.b_peer)
+            } else {
+                (self.a_dialog.as_ref(), Some(self.s.a_peer))
+            };
+            if let (Some(d), Some(peer), Some((seq, _))) =
+                (dialog.cloned(), peer, message::cseq(&resp))
+            {
+                let mut d = d;
+                let branch = new_branch();
+                let via = self.ctx.addressing.via(&peer, &branch);
+                let contact = self.ctx.addressing.contact(&peer, &self.s.caller);
+                let mut ack = d.request(Method::Ack, &via, &contact, Some(seq));
+                ack.headers = message::finish(ack.headers, 0, &self.ctx.config.sip.user_agent);
+                self.send(CallCommand::Stateless {
+                    message: SipMessage::Request(ack),
+                    to: peer,
+                });
+            }
+        }
+        let body = if !resp.body.is_empty()
+            && matches!(r.request.method, Method::Invite | Method::Update)
+        {
+            self.rewrite(&resp.body, !r.from_a).unwrap_or_default()
+        } else {
+            Vec::new()
+        };
+        let tag = if r.from_a {
+            self.a_tag.clone()
+        } else {
+            self.b_from_tag.clone()
+        };
+        let peer = if r.from_a {
+            self.s.a_peer
+        } else {
+            self.b_peer.unwrap_or(self.s.a_peer)
+        };
+        let user = if r.from_a {
+            self.s.callee.clone()
+        } else {
+            self.s.caller.clone()
+        };
+        let contact = self.ctx.addressing.contact(&peer, &user);
+        self.respond_to(
+            r.key,
+            &r.request,
+            code,
+            Some(&tag),
+            Some((body, Some(&contact))),
+        );
+    }
+
+    async fn finish(mut self) {
+        if let Some(relay) = self.relay.take() {
+            let stats = relay.stop().await;
+            let m = &self.ctx.metrics;
+            m.rtp_packets_relayed()
+                .add(stats.a.packets_out + stats.b.packets_out);
+            m.rtp_packets_dropped().add(
+                stats.a.injected_dropped
+                    + stats.b.injected_dropped
+                    + stats.a.non_rtp_dropped
+                    + stats.b.non_rtp_dropped,
+            );
+            // Per direction: packets leaving leg B came from the caller.
+            if let Ok(c) = m.register_counter(
+                "rtp_packets_caller_to_callee_total",
+                "RTP packets relayed from callers to callees.",
+            ) {
+                c.add(stats.b.packets_out);
+            }
+            if let Ok(c) = m.register_counter(
+                "rtp_packets_callee_to_caller_total",
+                "RTP packets relayed from callees to callers.",
+            ) {
+                c.add(stats.a.packets_out);
+            }
+            debug!(?stats, "media relay stopped");
+        }
+        let ended = now_ms();
+        let rec = CallRecord {
+            call_id: self.s.a_call_id.clone(),
+            started_at_ms: self.started_ms,
+            answered_at_ms: self.answered_ms,
+            ended_at_ms: ended,
+            caller: self.s.caller.clone(),
+            callee: self.s.callee.clone(),
+            direction: Direction::Internal,
+            disposition: self.disposition,
+            hangup_side: self.hangup_side,
+            sip_status: self.sip_status,
+            ring_ms: 0,
+            talk_ms: 0,
+            caller_ip: Some(self.s.a_peer.remote.ip().to_string()),
+        }
+        .with_derived_durations();
+        info!(
+            disposition = rec.disposition.as_str(),
+            status = rec.sip_status,
+            "call ended"
+        );
+        self.ctx.metrics.call_ended(rec.disposition);
+        if let Err(e) = self.ctx.store.submit(WriteOp::RecordCall(rec)) {
+            warn!(error = %e, "call record not stored");
+        }
+        self.send(CallCommand::Ended {
+            call_ids: vec![self.s.a_call_id.clone(), self.s.b_call_id.clone()],
+        });
+    }
+}

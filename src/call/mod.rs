@@ -1,0 +1,95 @@
+//! Calls: the B2BUA. One actor task per call owns both legs (the caller's
+//! dialog "A" and the callee's dialog "B"), their media relay and the call
+//! record. The SIP core hands it every message whose Call-ID belongs to it;
+//! it answers through [`context::CallCommand`]s.
+//!
+//! Later modules (prompts, recording, DTMF, queues, conferences) insert
+//! themselves through the relay's taps and through new call commands; they
+//! do not reach into the actor's state.
+
+use rand::Rng;
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use crate::registrar::location::Binding;
+use crate::sip::transaction::TransactionKey;
+use crate::sip::Peer;
+
+mod b2bua;
+pub mod context;
+
+use context::CallContext;
+
+/// What the SIP core delivers to a call actor.
+#[derive(Debug)]
+pub enum CallEvent {
+    Request {
+        key: TransactionKey,
+        request: rsip::Request,
+        from: Peer,
+        cancels: Option<TransactionKey>,
+    },
+    Ack {
+        request: rsip::Request,
+        from: Peer,
+    },
+    Response {
+        key: TransactionKey,
+        response: rsip::Response,
+    },
+    Timeout {
+        key: TransactionKey,
+    },
+    AckTimeout {
+        key: TransactionKey,
+    },
+    StrayResponse {
+        response: rsip::Response,
+        from: Peer,
+    },
+}
+
+/// Everything known when a new INVITE has been authenticated.
+#[derive(Debug)]
+pub struct CallSetup {
+    pub a_key: TransactionKey,
+    pub a_invite: rsip::Request,
+    pub a_peer: Peer,
+    pub a_call_id: String,
+    pub b_call_id: String,
+    /// Authenticated calling extension.
+    pub caller: String,
+    /// Dialled user part.
+    pub callee: String,
+    /// `None`: no such extension; `Some(empty)`: not registered.
+    pub targets: Option<Vec<Binding>>,
+}
+
+/// Start the actor for a new call.
+pub fn spawn(setup: CallSetup, events: mpsc::UnboundedReceiver<CallEvent>, ctx: CallContext) {
+    let span = tracing::info_span!("call", call_id = %setup.a_call_id);
+    tokio::spawn(b2bua::run(setup, events, ctx).instrument(span));
+}
+
+fn random_token(len: usize) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::thread_rng();
+    (0..len)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+/// A fresh From/To tag.
+pub fn new_tag() -> String {
+    random_token(12)
+}
+
+/// A fresh Call-ID for a leg denwa originates.
+pub fn new_call_id() -> String {
+    format!("{}@denwa", random_token(20))
+}
+
+/// A fresh Via branch.
+pub fn new_branch() -> String {
+    format!("z9hG4bK{}", random_token(16))
+}

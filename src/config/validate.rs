@@ -1,0 +1,386 @@
+//! Raw → validated. Collects every error instead of stopping at the first.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::locate::{Locator, Seg};
+use super::raw::RawConfig;
+use super::*;
+
+struct Errors<'a> {
+    file: &'a Path,
+    locator: Locator,
+    list: Vec<ConfigError>,
+}
+
+impl Errors<'_> {
+    fn push(&mut self, path: &[Seg], message: impl Into<String>) {
+        let key = path
+            .iter()
+            .map(|s| match s {
+                Seg::Key(k) => format!(".{k}"),
+                Seg::Index(i) => format!("[{i}]"),
+            })
+            .collect::<String>()
+            .trim_start_matches('.')
+            .to_owned();
+        self.list.push(ConfigError {
+            file: self.file.to_owned(),
+            line: self.locator.line(path),
+            key,
+            message: message.into(),
+        });
+    }
+}
+
+use Seg::{Index, Key};
+
+fn addrs(
+    errs: &mut Errors,
+    section: &'static str,
+    key: &'static str,
+    v: &[String],
+) -> Vec<SocketAddr> {
+    v.iter()
+        .enumerate()
+        .filter_map(|(i, s)| match s.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                errs.push(
+                    &[Key(section), Key(key), Index(i)],
+                    format!("`{s}` is not an address:port (use `[::1]:5060` for IPv6)"),
+                );
+                None
+            }
+        })
+        .collect()
+}
+
+fn ip(errs: &mut Errors, path: &[Seg], v: &Option<String>) -> Option<IpAddr> {
+    let s = v.as_ref()?;
+    match s.parse() {
+        Ok(a) => Some(a),
+        Err(_) => {
+            errs.push(path, format!("`{s}` is not an IP address"));
+            None
+        }
+    }
+}
+
+pub(super) fn validate(
+    raw: RawConfig,
+    text: &str,
+    file: &Path,
+    base: &Path,
+) -> Result<Config, ConfigErrors> {
+    let mut errs = Errors {
+        file,
+        locator: Locator::new(text),
+        list: Vec::new(),
+    };
+
+    let udp = addrs(&mut errs, "sip", "udp", &raw.sip.udp);
+    let tcp = addrs(&mut errs, "sip", "tcp", &raw.sip.tcp);
+    if raw.sip.udp.is_empty() && raw.sip.tcp.is_empty() {
+        errs.push(&[Key("sip")], "no SIP listener: set `udp` or `tcp`");
+    }
+    if raw.sip.domain.trim().is_empty() || raw.sip.domain.contains(['"', ' ', '\\']) {
+        errs.push(
+            &[Key("sip"), Key("domain")],
+            "must be a non-empty host name without spaces or quotes",
+        );
+    }
+    let advertise = ip(
+        &mut errs,
+        &[Key("sip"), Key("advertise")],
+        &raw.sip.advertise,
+    );
+    if !(50..=5000).contains(&raw.sip.t1_ms) {
+        errs.push(&[Key("sip"), Key("t1_ms")], "must be between 50 and 5000");
+    }
+
+    let r = &raw.registrar;
+    if r.min_expires == 0 || r.min_expires > r.max_expires {
+        errs.push(
+            &[Key("registrar"), Key("min_expires")],
+            "must be at least 1 and not above max_expires",
+        );
+    }
+    if !(r.min_expires..=r.max_expires).contains(&r.default_expires) {
+        errs.push(
+            &[Key("registrar"), Key("default_expires")],
+            "must lie between min_expires and max_expires",
+        );
+    }
+
+    let mut algorithms = Vec::new();
+    for (i, a) in raw.auth.algorithms.iter().enumerate() {
+        match a.to_ascii_uppercase().as_str() {
+            "SHA-256" => algorithms.push(DigestAlgorithm::Sha256),
+            "MD5" => algorithms.push(DigestAlgorithm::Md5),
+            _ => errs.push(
+                &[Key("auth"), Key("algorithms"), Index(i)],
+                format!("unknown digest algorithm `{a}` (use \"SHA-256\" or \"MD5\")"),
+            ),
+        }
+    }
+    if raw.auth.algorithms.is_empty() {
+        errs.push(
+            &[Key("auth"), Key("algorithms")],
+            "at least one algorithm is needed",
+        );
+    }
+    if raw.auth.nonce_ttl_secs == 0 {
+        errs.push(&[Key("auth"), Key("nonce_ttl_secs")], "must be at least 1");
+    }
+    if raw.auth.lockout_threshold == 0 {
+        errs.push(
+            &[Key("auth"), Key("lockout_threshold")],
+            "must be at least 1",
+        );
+    }
+    let lockout_response = match raw.auth.lockout_response.as_str() {
+        "drop" => LockoutResponse::Drop,
+        "forbidden" => LockoutResponse::Forbidden,
+        other => {
+            errs.push(
+                &[Key("auth"), Key("lockout_response")],
+                format!("`{other}`: use \"drop\" or \"forbidden\""),
+            );
+            LockoutResponse::Drop
+        }
+    };
+
+    let m = &raw.media;
+    let media_address = ip(&mut errs, &[Key("media"), Key("address")], &m.address);
+    if m.rtp_port_min < 1024
+        || m.rtp_port_min >= m.rtp_port_max
+        || m.rtp_port_max - m.rtp_port_min < 3
+    {
+        errs.push(&[Key("media"), Key("rtp_port_min")], "the RTP range needs rtp_port_min >= 1024 and room for two port pairs below rtp_port_max");
+    }
+
+    if raw.storage.data_dir.trim().is_empty() {
+        errs.push(&[Key("storage"), Key("data_dir")], "must not be empty");
+    }
+    let data_dir = {
+        let p = PathBuf::from(&raw.storage.data_dir);
+        if p.is_absolute() {
+            p
+        } else {
+            base.join(p)
+        }
+    };
+
+    if tracing_subscriber::EnvFilter::try_new(&raw.log.level).is_err() {
+        errs.push(
+            &[Key("log"), Key("level")],
+            format!(
+                "`{}` is not a log filter (try \"info\" or \"denwa=debug\")",
+                raw.log.level
+            ),
+        );
+    }
+    let format = match raw.log.format.as_str() {
+        "text" => LogFormat::Text,
+        "json" => LogFormat::Json,
+        other => {
+            errs.push(
+                &[Key("log"), Key("format")],
+                format!("`{other}`: use \"text\" or \"json\""),
+            );
+            LogFormat::Text
+        }
+    };
+    let http_listen = match &raw.http.listen {
+        Some(s) if !s.is_empty() => match s.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(_) => {
+                errs.push(
+                    &[Key("http"), Key("listen")],
+                    format!("`{s}` is not an address:port"),
+                );
+                None
+            }
+        },
+        _ => None,
+    };
+
+    let c = &raw.calls;
+    if c.no_answer_timeout_secs == 0 || c.no_answer_timeout_secs > 600 {
+        errs.push(
+            &[Key("calls"), Key("no_answer_timeout_secs")],
+            "must be between 1 and 600",
+        );
+    }
+    if c.max_duration_secs < 60 {
+        errs.push(
+            &[Key("calls"), Key("max_duration_secs")],
+            "must be at least 60",
+        );
+    }
+
+    let mut extensions = BTreeMap::new();
+    for (i, e) in raw.extensions.into_iter().enumerate() {
+        let at = |k| [Key("extensions"), Index(i), Key(k)];
+        if e.number.is_empty()
+            || e.number.len() > 15
+            || !e.number.bytes().all(|b| b.is_ascii_digit())
+        {
+            errs.push(
+                &at("number"),
+                format!("`{}` must be 1 to 15 digits", e.number),
+            );
+        }
+        if e.password.len() < 8 {
+            errs.push(&at("password"), "must be at least 8 characters");
+        }
+        if e.name.contains(['"', '\r', '\n']) {
+            errs.push(&at("name"), "must not contain quotes or line breaks");
+        }
+        if let Some(mail) = &e.email {
+            if !mail.contains('@') {
+                errs.push(&at("email"), format!("`{mail}` is not an email address"));
+            }
+        }
+        if extensions.contains_key(&e.number) {
+            errs.push(
+                &at("number"),
+                format!("extension {} is defined twice", e.number),
+            );
+            continue;
+        }
+        extensions.insert(
+            e.number.clone(),
+            Extension {
+                number: e.number,
+                name: e.name,
+                password: e.password,
+                voicemail: e.voicemail,
+                email: e.email,
+            },
+        );
+    }
+
+    if !errs.list.is_empty() {
+        return Err(ConfigErrors(errs.list));
+    }
+    Ok(Config {
+        source: file.to_owned(),
+        sip: SipConfig {
+            udp,
+            tcp,
+            domain: raw.sip.domain,
+            advertise,
+            user_agent: raw.sip.user_agent,
+            t1: Duration::from_millis(raw.sip.t1_ms),
+            max_tcp_connections: raw.sip.max_tcp_connections,
+        },
+        registrar: RegistrarConfig {
+            min_expires: r.min_expires,
+            max_expires: r.max_expires,
+            default_expires: r.default_expires,
+        },
+        auth: AuthSettings {
+            algorithms,
+            nonce_ttl: Duration::from_secs(raw.auth.nonce_ttl_secs),
+            lockout_threshold: raw.auth.lockout_threshold,
+            lockout_window: Duration::from_secs(raw.auth.lockout_window_secs),
+            lockout_for: Duration::from_secs(raw.auth.lockout_secs),
+            lockout_response,
+        },
+        media: MediaConfig {
+            address: media_address,
+            rtp_port_min: m.rtp_port_min,
+            rtp_port_max: m.rtp_port_max,
+        },
+        storage: StorageConfig { data_dir },
+        log: LogConfig {
+            level: raw.log.level,
+            format,
+        },
+        http: HttpConfig {
+            listen: http_listen,
+        },
+        calls: CallsConfig {
+            no_answer_timeout: Duration::from_secs(c.no_answer_timeout_secs),
+            max_duration: Duration::from_secs(c.max_duration_secs),
+            shutdown_grace: Duration::from_secs(c.shutdown_grace_secs),
+        },
+        extensions,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{parse, DEFAULT_TOML};
+    use std::path::Path;
+
+    fn errors(text: &str) -> Vec<String> {
+        match parse(text, Path::new("t.toml"), Path::new("/base")) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.0.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn shipped_defaults_are_valid() {
+        let c = parse(
+            DEFAULT_TOML,
+            Path::new("denwa.toml"),
+            Path::new("/etc/denwa"),
+        )
+        .expect("defaults");
+        assert!(!c.extensions.is_empty());
+        assert_eq!(c.storage.data_dir, Path::new("/etc/denwa/../data"));
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_with_its_line() {
+        let e = errors("[sip]\ndomain = \"x\"\nbogus = 1\n");
+        assert_eq!(e.len(), 1);
+        assert!(e[0].starts_with("t.toml:3: "), "{e:?}");
+        assert!(e[0].contains("bogus"), "{e:?}");
+    }
+
+    #[test]
+    fn every_validation_error_is_reported_with_file_line_and_key() {
+        let text = "[sip]\nudp = [\"nonsense\"]\n\n[media]\nrtp_port_min = 5000\nrtp_port_max = 4000\n\n[[extensions]]\nnumber = \"1000\"\npassword = \"short\"\n\n[[extensions]]\nnumber = \"10a\"\npassword = \"longenough\"\n";
+        let e = errors(text);
+        assert_eq!(
+            e,
+            vec![
+                "t.toml:2: sip.udp[0]: `nonsense` is not an address:port (use `[::1]:5060` for IPv6)",
+                "t.toml:5: media.rtp_port_min: the RTP range needs rtp_port_min >= 1024 and room for two port pairs below rtp_port_max",
+                "t.toml:10: extensions[0].password: must be at least 8 characters",
+                "t.toml:13: extensions[1].number: `10a` must be 1 to 15 digits",
+            ]
+        );
+    }
+
+    #[test]
+    fn duplicate_extension_is_refused() {
+        let text = "[[extensions]]\nnumber = \"1000\"\npassword = \"longenough\"\n[[extensions]]\nnumber = \"1000\"\npassword = \"longenough\"\n";
+        let e = errors(text);
+        assert_eq!(
+            e,
+            vec!["t.toml:5: extensions[1].number: extension 1000 is defined twice"]
+        );
+    }
+
+    #[test]
+    fn relative_data_dir_follows_the_config_file() {
+        let c = parse(
+            "[storage]\ndata_dir = \"/var/lib/denwa\"\n",
+            Path::new("t.toml"),
+            Path::new("/etc"),
+        )
+        .expect("valid");
+        assert_eq!(
+            c.storage.database(),
+            Path::new("/var/lib/denwa/denwa.sqlite")
+        );
+    }
+}

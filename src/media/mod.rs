@@ -1,0 +1,45 @@
+//! Media anchoring: every call's RTP flows through denwa.
+//!
+//! Owns: the SDP model and the rewrite that puts denwa in the media path
+//! ([`sdp`]), the pool of RTP/RTCP port pairs ([`ports`]) and the per-call
+//! RTP relay ([`relay`]).
+//!
+//! Must not: take call decisions (which codec wins, when to answer 488, when
+//! a silent call is dead): the call layer does, from what this module
+//! reports. Nothing here decodes audio.
+//!
+//! # How a call uses it
+//!
+//! A call has two legs, A (caller side) and B (callee side). For each leg
+//! the call layer binds a [`MediaEndpoint`] (an even RTP port and RTP + 1
+//! for RTCP, taken from the shared [`PortAllocator`]):
+//!
+//! 1. A's offer arrives: [`sdp::parse`], [`sdp::remote_media`] gives A's
+//!    address, [`sdp::rewrite_for_relay`] with B's endpoint address gives the
+//!    offer sent to B (an error there means 488 to A).
+//! 2. B's answer arrives: the same with A's endpoint address gives the answer
+//!    sent to A.
+//! 3. [`Relay::start`] takes both endpoints and both SDP addresses and spawns
+//!    the data plane; the returned [`RelayHandle`] is the control plane:
+//!    [`RelayHandle::set_remote`] on re-INVITE, [`RelayHandle::stats`] for
+//!    media timeouts and call records, [`RelayHandle::tap`] and
+//!    [`RelayHandle::set_forwarding`] for recorders, DTMF detectors, players
+//!    and conferences, [`RelayHandle::stop`] (or drop) at hang-up, which
+//!    closes the sockets and gives the ports back.
+//!
+//! The relay latches each leg to the real source of its first RTP packet
+//! (symmetric RTP), so phones behind NAT work without SDP rewriting on their
+//! side; after latching, datagrams from anyone else are dropped and counted.
+//! See [`relay`] for the data plane's design and extension points.
+
+pub mod ports;
+pub mod relay;
+pub mod sdp;
+
+pub use ports::{PortAllocator, PortLease};
+pub use relay::{
+    Direction, Leg, LegStats, MediaEndpoint, Relay, RelayHandle, RelayStats, TAP_CAPACITY,
+};
+pub use sdp::{
+    parse, remote_media, rewrite_for_relay, Codec, MediaInfo, SdpError, SessionDescription,
+};

@@ -1,0 +1,727 @@
+//! The RTP relay: the data plane that moves a call's media between its two
+//! legs, with a control handle for the call layer.
+//!
+//! Owns: one tokio task per call that holds both legs' RTP and RTCP sockets
+//! ([`MediaEndpoint`]), forwards every accepted datagram byte-for-byte to the
+//! other leg (A's RTP socket → B's RTP socket → B's peer, and back; RTCP the
+//! same on the odd ports), latches each leg's remote address (symmetric RTP)
+//! and keeps per-leg counters ([`RelayStats`]).
+//!
+//! Must not: decode, transcode, buffer or reorder media; block on a slow
+//! consumer; parse SDP or take call decisions. Datagrams come from anyone on
+//! the network: a packet that does not parse is dropped and counted, never a
+//! reason to panic or log per packet.
+//!
+//! # Latching (symmetric RTP, RFC 4961)
+//!
+//! Until a leg has sent anything, media for it goes to the address its SDP
+//! named. The first valid RTP packet received on the leg's RTP socket latches
+//! the leg to the packet's real source (NAT may rewrite it) and RTCP follows
+//! to source port + 1 until RTCP latches on its own. After that, datagrams
+//! from any other source are dropped as injected. A new SDP from the peer
+//! (re-INVITE) goes through [`RelayHandle::set_remote`], which re-arms the
+//! latch.
+//!
+//! # Control plane and extension points
+//!
+//! The task owns all mutable state; the [`RelayHandle`] talks to it over an
+//! unbounded command channel, so the hot path takes no lock. Commands are
+//! applied before any datagram that arrives after they were sent. Per
+//! direction the task keeps:
+//!
+//! - a list of **taps**, usually empty (one branch per packet). A tap gets a
+//!   copy of every accepted RTP packet of its direction through a bounded
+//!   channel with `try_send`: a slow consumer loses packets (counted in
+//!   [`RelayStats`]), it never slows the call. A recorder takes both
+//!   directions; an RFC 4733 DTMF detector taps the direction it listens to
+//!   and filters on the telephone-event payload type; a supervisor's
+//!   monitor feeds both directions to its own leg. Dropping the receiver
+//!   detaches the tap.
+//! - a **forwarding** switch ([`RelayHandle::set_forwarding`]). A prompt or
+//!   music-on-hold player turns the direction towards the listener off and
+//!   sends its own RTP to that leg; that path will be a further command
+//!   carrying a packet receiver per leg, polled by the same task so the
+//!   player's packets leave from the leg's socket to the latched address. A
+//!   conference (and whisper) turns forwarding off in both directions, taps
+//!   both, and injects the mix back the same way.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use rtp_rs::RtpReader;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::ports::{PortAllocator, PortLease};
+
+/// How many port pairs [`MediaEndpoint::bind`] tries before giving up.
+pub const MAX_BIND_ATTEMPTS: usize = 16;
+/// Packets a tap may have queued before copies are dropped (about 5 s of
+/// 20 ms packets).
+pub const TAP_CAPACITY: usize = 256;
+/// Receive buffer size; a datagram that fills it may have been truncated and
+/// is dropped.
+const MAX_DATAGRAM: usize = 8192;
+/// Datagrams read from one socket before the task looks at the others.
+const BURST: usize = 64;
+
+/// One side of the call: A is the caller's side, B the callee's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Leg {
+    A,
+    B,
+}
+
+impl Leg {
+    pub fn other(self) -> Leg {
+        match self {
+            Leg::A => Leg::B,
+            Leg::B => Leg::A,
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Leg::A => 0,
+            Leg::B => 1,
+        }
+    }
+}
+
+/// Which way media flows: `AToB` is what A's peer sends, relayed to B.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    AToB,
+    BToA,
+}
+
+impl Direction {
+    /// The direction of media received from `leg`'s peer.
+    pub fn from_source(leg: Leg) -> Direction {
+        match leg {
+            Leg::A => Direction::AToB,
+            Leg::B => Direction::BToA,
+        }
+    }
+
+    pub fn source(self) -> Leg {
+        match self {
+            Direction::AToB => Leg::A,
+            Direction::BToA => Leg::B,
+        }
+    }
+
+    pub fn destination(self) -> Leg {
+        self.source().other()
+    }
+
+    fn index(self) -> usize {
+        self.source().index()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stream {
+    Rtp,
+    Rtcp,
+}
+
+/// One leg's bound RTP (even port) and RTCP (RTP + 1) sockets on the media
+/// address. The ports go back to the allocator when the endpoint is dropped.
+#[derive(Debug)]
+pub struct MediaEndpoint {
+    rtp: UdpSocket,
+    rtcp: UdpSocket,
+    rtp_addr: SocketAddr,
+    rtcp_addr: SocketAddr,
+    /// Declared last: the sockets close before the pair is handed out again.
+    _lease: PortLease,
+}
+
+impl MediaEndpoint {
+    /// Binds a pair from `ports` on `ip`, moving on to the next pair when a
+    /// port is held by someone else, at most [`MAX_BIND_ATTEMPTS`] times.
+    pub async fn bind(ip: IpAddr, ports: &PortAllocator) -> io::Result<MediaEndpoint> {
+        let attempts = MAX_BIND_ATTEMPTS.min(ports.capacity()).max(1);
+        let mut last_error = None;
+        for _ in 0..attempts {
+            let lease = PortLease::acquire(ports).ok_or_else(exhausted)?;
+            match Self::bind_pair(ip, lease).await {
+                Ok(endpoint) => return Ok(endpoint),
+                Err(e) if e.kind() == io::ErrorKind::AddrInUse => last_error = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last_error.unwrap_or_else(exhausted))
+    }
+
+    async fn bind_pair(ip: IpAddr, lease: PortLease) -> io::Result<MediaEndpoint> {
+        let rtp = UdpSocket::bind(SocketAddr::new(ip, lease.rtp_port())).await?;
+        let rtcp = UdpSocket::bind(SocketAddr::new(ip, lease.rtcp_port())).await?;
+        Ok(MediaEndpoint {
+            rtp_addr: rtp.local_addr()?,
+            rtcp_addr: rtcp.local_addr()?,
+            rtp,
+            rtcp,
+            _lease: lease,
+        })
+    }
+
+    /// Where the peer must send RTP: what goes into the SDP for this leg.
+    pub fn local_rtp_addr(&self) -> SocketAddr {
+        self.rtp_addr
+    }
+
+    pub fn local_rtcp_addr(&self) -> SocketAddr {
+        self.rtcp_addr
+    }
+
+    fn socket(&self, stream: Stream) -> &UdpSocket {
+        match stream {
+            Stream::Rtp => &self.rtp,
+            Stream::Rtcp => &self.rtcp,
+        }
+    }
+}
+
+fn exhausted() -> io::Error {
+    io::Error::new(io::ErrorKind::AddrInUse, "RTP port range exhausted")
+}
+
+/// Counters of one leg, as seen from denwa: "in" is what the leg's peer
+/// sent and denwa accepted, "out" what denwa sent to the leg's peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LegStats {
+    pub packets_in: u64,
+    pub bytes_in: u64,
+    pub packets_out: u64,
+    pub bytes_out: u64,
+    pub rtcp_packets_in: u64,
+    pub rtcp_packets_out: u64,
+    /// Datagrams that were neither valid RTP (RTP port) nor RTCP (RTCP port).
+    pub non_rtp_dropped: u64,
+    /// Datagrams from a source other than the latched one.
+    pub injected_dropped: u64,
+    /// Accepted datagrams that could not be forwarded because the other leg
+    /// has no remote address yet, or forwarding is switched off.
+    pub unforwarded: u64,
+    /// Sends to this leg's peer that failed (socket buffer full, unreachable).
+    pub send_errors: u64,
+    /// When the last accepted RTP packet arrived.
+    pub last_seen: Option<Instant>,
+    /// Where this leg's RTP goes now (latched or from SDP).
+    pub remote: Option<SocketAddr>,
+    /// Whether `remote` is latched to a real source.
+    pub latched: bool,
+}
+
+/// A snapshot of a relay's counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RelayStats {
+    pub a: LegStats,
+    pub b: LegStats,
+    /// Copies a tap of A → B media could not take (its queue was full).
+    pub tap_dropped_a_to_b: u64,
+    pub tap_dropped_b_to_a: u64,
+}
+
+impl RelayStats {
+    pub fn leg(&self, leg: Leg) -> &LegStats {
+        match leg {
+            Leg::A => &self.a,
+            Leg::B => &self.b,
+        }
+    }
+
+    pub fn tap_dropped(&self, direction: Direction) -> u64 {
+        match direction {
+            Direction::AToB => self.tap_dropped_a_to_b,
+            Direction::BToA => self.tap_dropped_b_to_a,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct LegCounters {
+    packets_in: AtomicU64,
+    bytes_in: AtomicU64,
+    packets_out: AtomicU64,
+    bytes_out: AtomicU64,
+    rtcp_packets_in: AtomicU64,
+    rtcp_packets_out: AtomicU64,
+    non_rtp_dropped: AtomicU64,
+    injected_dropped: AtomicU64,
+    unforwarded: AtomicU64,
+    send_errors: AtomicU64,
+    /// Milliseconds since the relay started, plus one; 0 means never.
+    last_seen_ms: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+fn add(counter: &AtomicU64, n: usize) {
+    counter.fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
+}
+
+/// What the task and the handle share: counters, and the remotes as the
+/// task last published them (written on latch events only).
+#[derive(Debug)]
+struct Shared {
+    started: Instant,
+    legs: [LegCounters; 2],
+    tap_dropped: [AtomicU64; 2],
+    remotes: Mutex<[Latch; 2]>,
+}
+
+impl Shared {
+    fn snapshot(&self) -> RelayStats {
+        let remotes = *self.remotes.lock().unwrap_or_else(|e| e.into_inner());
+        let leg = |i: usize| {
+            let c = &self.legs[i];
+            let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+            let seen = get(&c.last_seen_ms);
+            LegStats {
+                packets_in: get(&c.packets_in),
+                bytes_in: get(&c.bytes_in),
+                packets_out: get(&c.packets_out),
+                bytes_out: get(&c.bytes_out),
+                rtcp_packets_in: get(&c.rtcp_packets_in),
+                rtcp_packets_out: get(&c.rtcp_packets_out),
+                non_rtp_dropped: get(&c.non_rtp_dropped),
+                injected_dropped: get(&c.injected_dropped),
+                unforwarded: get(&c.unforwarded),
+                send_errors: get(&c.send_errors),
+                last_seen: (seen > 0)
+                    .then(|| self.started + Duration::from_millis(seen.saturating_sub(1))),
+                remote: remotes[i].remote,
+                latched: remotes[i].latched,
+            }
+        };
+        RelayStats {
+            a: leg(0),
+            b: leg(1),
+            tap_dropped_a_to_b: self.tap_dropped[0].load(Ordering::Relaxed),
+            tap_dropped_b_to_a: self.tap_dropped[1].load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Where one stream of a leg goes, and whether that was learnt from traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Latch {
+    remote: Option<SocketAddr>,
+    latched: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admit {
+    /// First packet: the source is now the remote.
+    Latched,
+    Accepted,
+    Injected,
+}
+
+impl Latch {
+    fn expect(remote: Option<SocketAddr>) -> Latch {
+        Latch {
+            remote,
+            latched: false,
+        }
+    }
+
+    fn admit(&mut self, source: SocketAddr) -> Admit {
+        if !self.latched {
+            *self = Latch {
+                remote: Some(source),
+                latched: true,
+            };
+            Admit::Latched
+        } else if self.remote == Some(source) {
+            Admit::Accepted
+        } else {
+            Admit::Injected
+        }
+    }
+}
+
+/// The RTCP address implied by an RTP address (RFC 3550 §11).
+fn rtcp_companion(rtp: SocketAddr) -> Option<SocketAddr> {
+    Some(SocketAddr::new(rtp.ip(), rtp.port().checked_add(1)?))
+}
+
+/// Version 2, at least a header, packet type in the RTCP range (RFC 5761 §4).
+fn looks_like_rtcp(packet: &[u8]) -> bool {
+    match packet {
+        [first, packet_type, _, _, _, _, _, _, ..] => {
+            first >> 6 == 2 && (192..=223).contains(packet_type)
+        }
+        _ => false,
+    }
+}
+
+enum Command {
+    SetRemote(Leg, SocketAddr),
+    Tap(Direction, mpsc::Sender<Bytes>),
+    Forward(Direction, bool),
+}
+
+struct LegRuntime {
+    endpoint: MediaEndpoint,
+    rtp: Latch,
+    rtcp: Latch,
+}
+
+impl LegRuntime {
+    fn new(endpoint: MediaEndpoint, remote: Option<SocketAddr>) -> LegRuntime {
+        LegRuntime {
+            endpoint,
+            rtp: Latch::expect(remote),
+            rtcp: Latch::expect(remote.and_then(rtcp_companion)),
+        }
+    }
+
+    fn latch_mut(&mut self, stream: Stream) -> &mut Latch {
+        match stream {
+            Stream::Rtp => &mut self.rtp,
+            Stream::Rtcp => &mut self.rtcp,
+        }
+    }
+
+    fn remote(&self, stream: Stream) -> Option<SocketAddr> {
+        match stream {
+            Stream::Rtp => self.rtp.remote,
+            Stream::Rtcp => self.rtcp.remote,
+        }
+    }
+}
+
+/// The forwarding task's state. Built and spawned by [`Relay::start`].
+pub struct Relay {
+    legs: [LegRuntime; 2],
+    taps: [Vec<mpsc::Sender<Bytes>>; 2],
+    forwarding: [bool; 2],
+    shared: Arc<Shared>,
+    /// The one receive buffer, reused for every datagram.
+    buf: Box<[u8]>,
+}
+
+impl Relay {
+    /// Spawns the forwarding task for legs `a` and `b`. `a_remote` and
+    /// `b_remote` are the RTP addresses from each peer's SDP, if known.
+    pub fn start(
+        a: MediaEndpoint,
+        b: MediaEndpoint,
+        a_remote: Option<SocketAddr>,
+        b_remote: Option<SocketAddr>,
+    ) -> RelayHandle {
+        let local = [a.local_rtp_addr(), b.local_rtp_addr()];
+        let legs = [LegRuntime::new(a, a_remote), LegRuntime::new(b, b_remote)];
+        let shared = Arc::new(Shared {
+            started: Instant::now(),
+            legs: Default::default(),
+            tap_dropped: Default::default(),
+            remotes: Mutex::new([legs[0].rtp, legs[1].rtp]),
+        });
+        let relay = Relay {
+            legs,
+            taps: [Vec::new(), Vec::new()],
+            forwarding: [true, true],
+            shared: Arc::clone(&shared),
+            buf: vec![0; MAX_DATAGRAM].into_boxed_slice(),
+        };
+        let (commands, receiver) = mpsc::unbounded_channel();
+        RelayHandle {
+            commands,
+            shared,
+            task: Some(tokio::spawn(relay.run(receiver))),
+            local,
+        }
+    }
+
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        loop {
+            let (leg, stream, ready) = tokio::select! {
+                command = commands.recv() => match command {
+                    Some(command) => {
+                        self.apply(command);
+                        continue;
+                    }
+                    None => break,
+                },
+                r = self.legs[0].endpoint.rtp.readable() => (Leg::A, Stream::Rtp, r),
+                r = self.legs[0].endpoint.rtcp.readable() => (Leg::A, Stream::Rtcp, r),
+                r = self.legs[1].endpoint.rtp.readable() => (Leg::B, Stream::Rtp, r),
+                r = self.legs[1].endpoint.rtcp.readable() => (Leg::B, Stream::Rtcp, r),
+            };
+            if ready.is_err() {
+                break;
+            }
+            // Commands sent before these datagrams arrived apply to them.
+            while let Ok(command) = commands.try_recv() {
+                self.apply(command);
+            }
+            self.drain(leg, stream);
+        }
+    }
+
+    fn apply(&mut self, command: Command) {
+        match command {
+            Command::SetRemote(leg, remote) => {
+                let runtime = &mut self.legs[leg.index()];
+                runtime.rtp = Latch::expect(Some(remote));
+                runtime.rtcp = Latch::expect(rtcp_companion(remote));
+                self.publish_remote(leg);
+            }
+            Command::Tap(direction, sender) => self.taps[direction.index()].push(sender),
+            Command::Forward(direction, on) => self.forwarding[direction.index()] = on,
+        }
+    }
+
+    fn publish_remote(&self, leg: Leg) {
+        let mut remotes = self
+            .shared
+            .remotes
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        remotes[leg.index()] = self.legs[leg.index()].rtp;
+    }
+
+    /// Reads what `leg`'s `stream` socket has queued, up to [`BURST`].
+    fn drain(&mut self, leg: Leg, stream: Stream) {
+        for _ in 0..BURST {
+            let socket = self.legs[leg.index()].endpoint.socket(stream);
+            match socket.try_recv_from(&mut self.buf) {
+                Ok((len, source)) => self.on_datagram(leg, stream, len, source),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn on_datagram(&mut self, leg: Leg, stream: Stream, len: usize, source: SocketAddr) {
+        let counters = &self.shared.legs[leg.index()];
+        let packet = match self.buf.get(..len) {
+            Some(packet) if len < self.buf.len() => packet,
+            _ => return bump(&counters.non_rtp_dropped),
+        };
+        let valid = match stream {
+            Stream::Rtp => RtpReader::new(packet).is_ok(),
+            Stream::Rtcp => looks_like_rtcp(packet),
+        };
+        if !valid {
+            return bump(&counters.non_rtp_dropped);
+        }
+        let runtime = &mut self.legs[leg.index()];
+        match runtime.latch_mut(stream).admit(source) {
+            Admit::Injected => return bump(&counters.injected_dropped),
+            Admit::Accepted => {}
+            Admit::Latched if stream == Stream::Rtp => {
+                if !runtime.rtcp.latched {
+                    runtime.rtcp.remote = rtcp_companion(source);
+                }
+                tracing::debug!(?leg, %source, "RTP latched");
+                self.publish_remote(leg);
+            }
+            Admit::Latched => tracing::debug!(?leg, %source, "RTCP latched"),
+        }
+        let direction = Direction::from_source(leg);
+        match stream {
+            Stream::Rtp => {
+                bump(&counters.packets_in);
+                add(&counters.bytes_in, len);
+                let since = self.shared.started.elapsed().as_millis();
+                let since = u64::try_from(since).unwrap_or(u64::MAX - 1);
+                counters.last_seen_ms.store(since + 1, Ordering::Relaxed);
+                let dropped = &self.shared.tap_dropped[direction.index()];
+                copy_to_taps(&mut self.taps[direction.index()], dropped, packet);
+            }
+            Stream::Rtcp => bump(&counters.rtcp_packets_in),
+        }
+        let out = &self.legs[direction.destination().index()];
+        let destination = out
+            .remote(stream)
+            .filter(|_| self.forwarding[direction.index()]);
+        let Some(destination) = destination else {
+            return bump(&counters.unforwarded);
+        };
+        let out_counters = &self.shared.legs[direction.destination().index()];
+        match out.endpoint.socket(stream).try_send_to(packet, destination) {
+            Ok(sent) if stream == Stream::Rtp => {
+                bump(&out_counters.packets_out);
+                add(&out_counters.bytes_out, sent);
+            }
+            Ok(_) => bump(&out_counters.rtcp_packets_out),
+            Err(_) => bump(&out_counters.send_errors),
+        }
+    }
+}
+
+/// Gives each tap a copy of `packet` without waiting; allocates only when
+/// the tap has room, forgets taps whose receiver is gone.
+fn copy_to_taps(taps: &mut Vec<mpsc::Sender<Bytes>>, dropped: &AtomicU64, packet: &[u8]) {
+    if taps.is_empty() {
+        return;
+    }
+    taps.retain(|tap| match tap.try_reserve() {
+        Ok(permit) => {
+            permit.send(Bytes::copy_from_slice(packet));
+            true
+        }
+        Err(mpsc::error::TrySendError::Full(())) => {
+            bump(dropped);
+            true
+        }
+        Err(mpsc::error::TrySendError::Closed(())) => false,
+    });
+}
+
+/// The call layer's handle on a running relay. Dropping it stops the relay.
+#[derive(Debug)]
+pub struct RelayHandle {
+    commands: mpsc::UnboundedSender<Command>,
+    shared: Arc<Shared>,
+    task: Option<JoinHandle<()>>,
+    local: [SocketAddr; 2],
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::SetRemote(leg, addr) => write!(f, "SetRemote({leg:?}, {addr})"),
+            Command::Tap(direction, _) => write!(f, "Tap({direction:?})"),
+            Command::Forward(direction, on) => write!(f, "Forward({direction:?}, {on})"),
+        }
+    }
+}
+
+impl RelayHandle {
+    /// denwa's RTP address for `leg`: what goes into the SDP sent to that
+    /// leg's peer.
+    pub fn local_rtp_addr(&self, leg: Leg) -> SocketAddr {
+        self.local[leg.index()]
+    }
+
+    /// The peer of `leg` announced a new RTP address (re-INVITE): send there
+    /// and latch again on the next packet.
+    pub fn set_remote(&self, leg: Leg, rtp: SocketAddr) {
+        self.send(Command::SetRemote(leg, rtp));
+    }
+
+    /// A copy of every accepted RTP packet flowing in `direction`, from now
+    /// on, through a queue of [`TAP_CAPACITY`] packets. Several taps may be
+    /// attached; dropping the receiver detaches one.
+    pub fn tap(&self, direction: Direction) -> mpsc::Receiver<Bytes> {
+        let (sender, receiver) = mpsc::channel(TAP_CAPACITY);
+        self.send(Command::Tap(direction, sender));
+        receiver
+    }
+
+    /// Stops (or resumes) relaying media in `direction`; taps still see it.
+    pub fn set_forwarding(&self, direction: Direction, enabled: bool) {
+        self.send(Command::Forward(direction, enabled));
+    }
+
+    /// The counters now.
+    pub fn stats(&self) -> RelayStats {
+        self.shared.snapshot()
+    }
+
+    /// Ends the forwarding task, waits until its sockets are closed and its
+    /// ports are back in the allocator, and returns the final counters.
+    pub async fn stop(mut self) -> RelayStats {
+        if let Some(task) = self.task.take() {
+            task.abort();
+            // The task owns the endpoints: once it is gone they are dropped.
+            let _ = task.await;
+        }
+        self.shared.snapshot()
+    }
+
+    fn send(&self, command: Command) {
+        // A relay whose task has ended has nothing left to control.
+        let _ = self.commands.send(command);
+    }
+}
+
+impl Drop for RelayHandle {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn latch_takes_first_source_then_rejects_others() {
+        let mut latch = Latch::expect(Some(addr("192.0.2.1:4000")));
+        assert_eq!(latch.admit(addr("198.51.100.7:30000")), Admit::Latched);
+        assert_eq!(latch.remote, Some(addr("198.51.100.7:30000")));
+        assert_eq!(latch.admit(addr("198.51.100.7:30000")), Admit::Accepted);
+        assert_eq!(latch.admit(addr("198.51.100.7:30002")), Admit::Injected);
+        assert_eq!(latch.admit(addr("192.0.2.1:4000")), Admit::Injected);
+        assert_eq!(latch.remote, Some(addr("198.51.100.7:30000")));
+    }
+
+    #[test]
+    fn rtcp_companion_is_next_port() {
+        assert_eq!(
+            rtcp_companion(addr("10.0.0.1:4000")),
+            Some(addr("10.0.0.1:4001"))
+        );
+        assert_eq!(rtcp_companion(addr("[::1]:65535")), None);
+    }
+
+    #[test]
+    fn rtcp_recognised_by_version_and_type() {
+        let receiver_report = [0x80, 201, 0, 1, 0, 0, 0, 42];
+        assert!(looks_like_rtcp(&receiver_report));
+        assert!(!looks_like_rtcp(&receiver_report[..7]), "short");
+        assert!(
+            !looks_like_rtcp(&[0x40, 201, 0, 1, 0, 0, 0, 42]),
+            "version 1"
+        );
+        assert!(!looks_like_rtcp(&[0x80, 0, 0, 1, 0, 0, 0, 42]), "RTP PCMU");
+        assert!(!looks_like_rtcp(b""));
+    }
+
+    #[test]
+    fn taps_drop_when_full_and_forget_closed_receivers() {
+        let (full_tx, mut full_rx) = mpsc::channel(1);
+        let (gone_tx, gone_rx) = mpsc::channel(4);
+        drop(gone_rx);
+        let mut taps = vec![full_tx, gone_tx];
+        let dropped = AtomicU64::new(0);
+        copy_to_taps(&mut taps, &dropped, b"one");
+        copy_to_taps(&mut taps, &dropped, b"two");
+        assert_eq!(taps.len(), 1, "closed tap forgotten");
+        assert_eq!(
+            dropped.load(Ordering::Relaxed),
+            1,
+            "second copy did not fit"
+        );
+        assert_eq!(full_rx.try_recv().unwrap(), Bytes::from_static(b"one"));
+    }
+
+    #[test]
+    fn direction_legs() {
+        assert_eq!(Direction::from_source(Leg::A), Direction::AToB);
+        assert_eq!(Direction::AToB.destination(), Leg::B);
+        assert_eq!(Direction::BToA.source(), Leg::B);
+        assert_eq!(Leg::B.other(), Leg::A);
+    }
+}

@@ -1,0 +1,464 @@
+//! The SIP core task: owns the transaction layer, the authenticator and the
+//! registrar, and routes dialog traffic to call actors by Call-ID.
+//!
+//! It is the only owner of that state, so nothing here is behind a lock. It
+//! reads the clock once per wake-up and passes `now` into the pure layers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rsip::prelude::*;
+use rsip::{Method, Request, SipMessage};
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::auth::{AuthOutcome, Authenticator, ChallengeKind};
+use crate::call::context::{CallCommand, CallContext};
+use crate::call::{self, CallEvent, CallSetup};
+use crate::config::{Config, LockoutResponse};
+use crate::registrar::{BindingChange, Registrar};
+use crate::sip::message::{self, response_for};
+use crate::sip::transaction::{TransactionEvent, TransactionKey, TransactionLayer};
+use crate::sip::Peer;
+use crate::store::{self, Store};
+
+use super::transport::Transports;
+
+/// Everything the core task is fed from outside.
+// Messages are nearly all of the traffic: boxing them would cost an
+// allocation each for the sake of two rare variants.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum CoreInput {
+    Message {
+        msg: SipMessage,
+        peer: Peer,
+    },
+    Reload(Arc<Config>),
+    /// Stop accepting new calls (SIGTERM).
+    Drain,
+}
+
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE";
+
+pub struct Core {
+    txl: TransactionLayer,
+    auth: Authenticator,
+    registrar: Registrar,
+    config: Arc<Config>,
+    store: Store,
+    transports: Transports,
+    ctx: CallContext,
+    calls: HashMap<String, mpsc::UnboundedSender<CallEvent>>,
+    /// The call (by Call-ID) each transaction started for or by a call
+    /// belongs to, for events that carry only a key (timeouts).
+    owners: HashMap<TransactionKey, String>,
+    draining: bool,
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Core {
+    pub fn new(
+        config: Arc<Config>,
+        registrar: Registrar,
+        store: Store,
+        transports: Transports,
+        ctx: CallContext,
+    ) -> Self {
+        Core {
+            txl: TransactionLayer::new(crate::sip::transaction::TimerConfig {
+                t1: config.sip.t1,
+                ..Default::default()
+            }),
+            auth: Authenticator::new(crate::auth::AuthConfig::from_settings(
+                &config.sip.domain,
+                &config.auth,
+            )),
+            registrar,
+            config,
+            store,
+            transports,
+            ctx,
+            calls: HashMap::new(),
+            owners: HashMap::new(),
+            draining: false,
+        }
+    }
+
+    /// Run until both input channels close.
+    pub async fn run(
+        mut self,
+        mut input: mpsc::Receiver<CoreInput>,
+        mut commands: mpsc::UnboundedReceiver<CallCommand>,
+    ) {
+        let mut housekeeping = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            let deadline = self.txl.poll_timeout().map(tokio::time::Instant::from_std);
+            tokio::select! {
+                biased;
+                cmd = commands.recv() => match cmd {
+                    Some(cmd) => self.handle_command(cmd),
+                    None => break,
+                },
+                msg = input.recv() => match msg {
+                    Some(msg) => {
+                        self.handle_input(msg);
+                        // Take what else is queued before flushing: batches
+                        // the work under load without adding latency.
+                        for _ in 0..64 {
+                            match input.try_recv() {
+                                Ok(msg) => self.handle_input(msg),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    None => break,
+                },
+                _ = sleep_until(deadline) => {}
+                _ = housekeeping.tick() => self.housekeeping(),
+            }
+            self.txl.handle_timeout(Instant::now());
+            self.flush();
+        }
+    }
+
+    fn housekeeping(&mut self) {
+        let now_unix = unix_ms() / 1000;
+        let gone = self.registrar.purge_expired(now_unix);
+        if !gone.is_empty() {
+            let _ = self.store.submit(store::WriteOp::PurgeExpiredBindings {
+                now_unix: now_unix as i64,
+            });
+        }
+        self.ctx
+            .metrics
+            .set_registrations(self.registrar.binding_count() as i64);
+    }
+
+    fn handle_input(&mut self, input: CoreInput) {
+        match input {
+            CoreInput::Message { msg, peer } => self.txl.handle_message(msg, peer, Instant::now()),
+            CoreInput::Reload(config) => {
+                info!("configuration reloaded");
+                self.auth
+                    .reconfigure(crate::auth::AuthConfig::from_settings(
+                        &config.sip.domain,
+                        &config.auth,
+                    ));
+                self.registrar.reconfigure(config.registrar);
+                self.ctx.config = config.clone();
+                self.config = config;
+            }
+            CoreInput::Drain => self.draining = true,
+        }
+        self.flush();
+    }
+
+    fn handle_command(&mut self, cmd: CallCommand) {
+        let now = Instant::now();
+        match cmd {
+            CallCommand::Request { request, to } => {
+                let owner = message::call_id(&request.headers).map(str::to_owned);
+                let key = self.txl.send_request(request, to, now);
+                if let Some(owner) = owner {
+                    self.owners.insert(key, owner);
+                }
+            }
+            CallCommand::Respond { key, response } => {
+                if let Err(e) = self.txl.send_response(&key, response, now) {
+                    debug!(error = %e, "response for a finished transaction dropped");
+                }
+            }
+            CallCommand::Stateless { message, to } => self.txl.send_stateless(message, to),
+            CallCommand::Ended { call_ids } => {
+                self.owners.retain(|_, owner| !call_ids.contains(owner));
+                for id in call_ids {
+                    self.calls.remove(&id);
+                }
+            }
+        }
+        self.flush();
+    }
+
+    /// Send what the transaction layer produced and act on its events.
+    fn flush(&mut self) {
+        loop {
+            let mut progressed = false;
+            while let Some(t) = self.txl.poll_transmit() {
+                self.transports.send(t);
+                progressed = true;
+            }
+            while let Some(ev) = self.txl.poll_event() {
+                self.handle_event(ev);
+                progressed = true;
+            }
+            if !progressed {
+                break;
+            }
+        }
+    }
+
+    /// Hand an event to the call owning `call_id`; false when there is none.
+    fn route_to_call(&mut self, call_id: Option<&str>, ev: CallEvent) -> bool {
+        let Some(id) = call_id else { return false };
+        match self.calls.get(id) {
+            Some(tx) if tx.send(ev).is_ok() => true,
+            Some(_) => {
+                self.calls.remove(id);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn handle_event(&mut self, ev: TransactionEvent) {
+        match ev {
+            TransactionEvent::Request {
+                key,
+                request,
+                from,
+                cancels,
+            } => self.handle_request(key, request, from, cancels),
+            TransactionEvent::Ack { request, from } => {
+                let id = message::call_id(&request.headers).map(str::to_owned);
+                self.route_to_call(id.as_deref(), CallEvent::Ack { request, from });
+            }
+            TransactionEvent::Response { key, response } => {
+                if response.status_code.code() >= 200 {
+                    self.owners.remove(&key);
+                }
+                let id = message::call_id(&response.headers).map(str::to_owned);
+                if !self.route_to_call(id.as_deref(), CallEvent::Response { key, response }) {
+                    debug!(
+                        call_id = id.as_deref().unwrap_or(""),
+                        "response for no call"
+                    );
+                }
+            }
+            TransactionEvent::Timeout { key } => {
+                let id = self.owners.remove(&key);
+                self.route_to_call(id.as_deref(), CallEvent::Timeout { key });
+            }
+            TransactionEvent::AckTimeout { key } => {
+                let id = self.owners.remove(&key);
+                self.route_to_call(id.as_deref(), CallEvent::AckTimeout { key });
+            }
+            TransactionEvent::StrayResponse { response, from } => {
+                let id = message::call_id(&response.headers).map(str::to_owned);
+                let _ =
+                    self.route_to_call(id.as_deref(), CallEvent::StrayResponse { response, from });
+            }
+        }
+    }
+
+    fn respond(
+        &mut self,
+        key: &TransactionKey,
+        req: &Request,
+        code: u16,
+        extra: Vec<rsip::Header>,
+    ) {
+        let mut resp = response_for(req, code, Some(&call::new_tag()));
+        for h in extra {
+            resp.headers.push(h);
+        }
+        resp.headers = message::finish(resp.headers, 0, &self.config.sip.user_agent);
+        if let Err(e) = self.txl.send_response(key, resp, Instant::now()) {
+            debug!(error = %e, "could not respond");
+        }
+    }
+
+    fn handle_request(
+        &mut self,
+        key: TransactionKey,
+        req: Request,
+        from: Peer,
+        cancels: Option<TransactionKey>,
+    ) {
+        let call_id = message::call_id(&req.headers).map(str::to_owned);
+        let in_dialog = req
+            .to_header()
+            .ok()
+            .and_then(|t| message::tag_of(t.value()).map(|_| ()))
+            .is_some();
+        if req.method == Method::Register {
+            return self.handle_register(key, req, from);
+        }
+        // Anything for a call that exists goes to its actor.
+        if call_id
+            .as_deref()
+            .is_some_and(|id| self.calls.contains_key(id))
+        {
+            let ev = CallEvent::Request {
+                key,
+                request: req,
+                from,
+                cancels,
+            };
+            self.route_to_call(call_id.as_deref(), ev);
+            return;
+        }
+        match req.method {
+            Method::Invite if !in_dialog => self.handle_new_invite(key, req, from),
+            Method::Options if !in_dialog => {
+                let allow = rsip::Header::Allow(rsip::headers::Allow::new(ALLOW));
+                let accept = rsip::Header::Accept(rsip::headers::Accept::new("application/sdp"));
+                self.respond(&key, &req, 200, vec![allow, accept]);
+            }
+            Method::Ack => {}
+            Method::Cancel
+            | Method::Bye
+            | Method::Invite
+            | Method::Info
+            | Method::Update
+            | Method::Options => self.respond(&key, &req, 481, vec![]),
+            _ => {
+                let allow = rsip::Header::Allow(rsip::headers::Allow::new(ALLOW));
+                self.respond(&key, &req, 405, vec![allow]);
+            }
+        }
+    }
+
+    fn handle_register(&mut self, key: TransactionKey, req: Request, from: Peer) {
+        let now = Instant::now();
+        let ms = unix_ms();
+        let extensions = &self.config.extensions;
+        let outcome = self.auth.authenticate(
+            &req,
+            from.remote.ip(),
+            |user| extensions.get(user).map(|e| e.password.clone()),
+            now,
+            ms,
+            ChallengeKind::Www,
+        );
+        match outcome {
+            AuthOutcome::Challenge { response, failed } => {
+                if failed {
+                    self.ctx.metrics.auth_failure();
+                }
+                let _ = self.txl.send_response(&key, response, now);
+            }
+            AuthOutcome::Forbidden(response) => {
+                self.ctx.metrics.auth_failure();
+                let _ = self.txl.send_response(&key, response, now);
+            }
+            AuthOutcome::Locked => {
+                self.ctx.metrics.auth_lockout();
+                if self.config.auth.lockout_response == LockoutResponse::Forbidden {
+                    self.respond(&key, &req, 403, vec![]);
+                }
+            }
+            AuthOutcome::Authenticated { username } => {
+                let out = self
+                    .registrar
+                    .handle_register(&req, &username, from, ms / 1000);
+                for change in out.changes {
+                    self.persist(change);
+                }
+                self.ctx
+                    .metrics
+                    .set_registrations(self.registrar.binding_count() as i64);
+                let _ = self.txl.send_response(&key, out.response, now);
+            }
+        }
+    }
+
+    fn persist(&self, change: BindingChange) {
+        let op = match change {
+            BindingChange::Upsert { user, binding } => {
+                store::WriteOp::UpsertBinding(crate::registrar::to_persisted(&user, &binding))
+            }
+            BindingChange::Remove { user, contact } => store::WriteOp::RemoveBinding {
+                user,
+                contact_uri: contact,
+            },
+            BindingChange::RemoveAll { user } => store::WriteOp::RemoveAllBindings { user },
+        };
+        if let Err(e) = self.store.submit(op) {
+            warn!(error = %e, "binding not persisted");
+        }
+    }
+
+    fn handle_new_invite(&mut self, key: TransactionKey, req: Request, from: Peer) {
+        let now = Instant::now();
+        if self.draining {
+            let retry = rsip::Header::RetryAfter(rsip::headers::RetryAfter::new("30"));
+            return self.respond(&key, &req, 503, vec![retry]);
+        }
+        let extensions = &self.config.extensions;
+        let outcome = self.auth.authenticate(
+            &req,
+            from.remote.ip(),
+            |user| extensions.get(user).map(|e| e.password.clone()),
+            now,
+            unix_ms(),
+            ChallengeKind::Proxy,
+        );
+        let caller = match outcome {
+            AuthOutcome::Authenticated { username } => username,
+            AuthOutcome::Challenge { response, failed } => {
+                if failed {
+                    self.ctx.metrics.auth_failure();
+                }
+                let _ = self.txl.send_response(&key, response, now);
+                return;
+            }
+            AuthOutcome::Forbidden(response) => {
+                self.ctx.metrics.auth_failure();
+                let _ = self.txl.send_response(&key, response, now);
+                return;
+            }
+            AuthOutcome::Locked => {
+                self.ctx.metrics.auth_lockout();
+                if self.config.auth.lockout_response == LockoutResponse::Forbidden {
+                    self.respond(&key, &req, 403, vec![]);
+                }
+                return;
+            }
+        };
+        let callee = req
+            .uri
+            .auth
+            .as_ref()
+            .map(|a| a.user.clone())
+            .unwrap_or_default();
+        let targets = if self.config.extensions.contains_key(&callee) {
+            Some(self.registrar.lookup(&callee, unix_ms() / 1000))
+        } else {
+            None
+        };
+        let Some(a_call_id) = message::call_id(&req.headers).map(str::to_owned) else {
+            return;
+        };
+        let b_call_id = call::new_call_id();
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.owners.insert(key.clone(), a_call_id.clone());
+        self.calls.insert(a_call_id.clone(), tx.clone());
+        self.calls.insert(b_call_id.clone(), tx);
+        let setup = CallSetup {
+            a_key: key,
+            a_invite: req,
+            a_peer: from,
+            a_call_id,
+            b_call_id,
+            caller,
+            callee,
+            targets,
+        };
+        call::spawn(setup, rx, self.ctx.clone());
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,547 @@
+//! The sans-IO SIP transaction layer (RFC 3261 §17, with the RFC 6026
+//! "Accepted" states for INVITE).
+//!
+//! The layer owns every client and server transaction: it matches incoming
+//! messages to them (§17.1.3, §17.2.3), absorbs retransmissions, runs the
+//! retransmission and wait timers, generates `100 Trying` and the ACK for a
+//! non-2xx final response, retransmits a server's 2xx until its ACK arrives,
+//! and stamps `received`/`rport` (RFC 3581) on the top Via of new requests.
+//!
+//! It must not touch a socket or read the clock: messages come in through
+//! `handle_message`, time through `now` arguments and `handle_timeout`, and
+//! everything it wants done comes out of `poll_transmit` / `poll_event`, with
+//! `poll_timeout` telling the caller when to call `handle_timeout` next. It
+//! keeps no dialog state: ACKs for 2xx and their retransmissions are the TU's
+//! business (sent with [`TransactionLayer::send_stateless`]).
+//!
+//! Memory stays bounded because every transaction ends on a timer, with one
+//! exception the TU must honour: an INVITE server transaction lives until
+//! the TU sends its final response (a non-INVITE one is dropped 64·T1 after
+//! arrival if the TU never answers).
+//!
+//! Responses are sent to the peer the request came from (for UDP its source
+//! address and port), whether or not the top Via asked for `rport`: this
+//! always satisfies RFC 3581 and is what a NATed phone needs.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use rsip::prelude::*;
+use rsip::{Header, Headers, Method, Request, Response, SipMessage};
+
+use super::message::{call_id, cseq, tag_of, to_bytes};
+use super::{Peer, Transmit};
+
+mod client;
+mod server;
+#[cfg(test)]
+mod tests;
+mod timers;
+
+use client::ClientTransaction;
+use server::{AckMatch, ServerTransaction};
+use timers::{TimerSlot, Timers};
+
+/// The branch prefix of RFC 3261-compliant clients (§8.1.1.7).
+pub const MAGIC_COOKIE: &str = "z9hG4bK";
+
+/// The transaction timer base values (RFC 3261 §17.1.1.1, Table 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimerConfig {
+    /// RTT estimate; 500 ms by default.
+    pub t1: Duration,
+    /// Maximum retransmit interval for non-INVITE requests and INVITE
+    /// responses; 4 s by default.
+    pub t2: Duration,
+    /// Maximum duration a message remains in the network; 5 s by default.
+    pub t4: Duration,
+}
+
+/// Which side of a transaction a key names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+enum Side {
+    Client,
+    Server,
+}
+
+/// Identifies one transaction (RFC 3261 §17.1.3 for clients: branch + CSeq
+/// method; §17.2.3 for servers: branch + sent-by + method, with ACK folded
+/// onto INVITE). For server requests whose branch lacks the magic cookie
+/// (RFC 2543 peers) the branch is replaced by Call-ID, CSeq number, From tag
+/// and the whole top Via, so an INVITE, its retransmissions, its non-2xx ACK
+/// and its CANCEL still find each other.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TransactionKey {
+    side: Side,
+    branch: String,
+    sent_by: String,
+    method: String,
+}
+
+impl TransactionKey {
+    /// The branch (or the RFC 2543 substitute) this key was built from.
+    pub fn branch(&self) -> &str {
+        &self.branch
+    }
+
+    /// The method of the transaction (`INVITE` for the ACK of a non-2xx).
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// True for a server transaction key, false for a client one.
+    pub fn is_server(&self) -> bool {
+        self.side == Side::Server
+    }
+
+    fn is_invite(&self) -> bool {
+        self.method == "INVITE"
+    }
+
+    /// The same transaction identity for another method (CANCEL → INVITE).
+    fn with_method(&self, method: &Method) -> Self {
+        TransactionKey {
+            method: method.to_string(),
+            ..self.clone()
+        }
+    }
+}
+
+/// What the layer reports to the transaction user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TransactionEvent {
+    /// A new request (never a retransmission). For CANCEL, `cancels` holds
+    /// the key of the INVITE server transaction it matches, in whatever state
+    /// that transaction is.
+    Request {
+        key: TransactionKey,
+        request: Request,
+        from: Peer,
+        cancels: Option<TransactionKey>,
+    },
+    /// An ACK for a 2xx (matched to the accepted INVITE server transaction by
+    /// Call-ID, CSeq number and From tag), or an ACK matching nothing.
+    /// Retransmitted ACKs of an accepted transaction are absorbed.
+    Ack { request: Request, from: Peer },
+    /// A response for a client transaction: provisionals, the final, and
+    /// 2xx retransmissions while an INVITE is Accepted (the TU re-sends its
+    /// ACK for each).
+    Response {
+        key: TransactionKey,
+        response: Response,
+    },
+    /// Timer B or F fired: the request got no final response. Also raised
+    /// once when an INVITE stays in Proceeding past Timer C; that
+    /// transaction lives on for 64·T1 so the final response to the TU's
+    /// CANCEL is still acknowledged and reported.
+    Timeout { key: TransactionKey },
+    /// A server INVITE transaction sent a 2xx and got no ACK within 64·T1:
+    /// the TU should tear the dialog down with BYE.
+    AckTimeout { key: TransactionKey },
+    /// A response matching no client transaction.
+    StrayResponse { response: Response, from: Peer },
+}
+
+/// Why the TU's call into the layer was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransactionError {
+    /// The key names no live server transaction (it terminated, or it is a
+    /// client key).
+    #[error("no live server transaction for this key")]
+    UnknownTransaction,
+    /// The transaction already sent its final response.
+    #[error("the transaction already sent a final response")]
+    FinalAlreadySent,
+    /// Only 100..=699 can be sent.
+    #[error("status code {0} cannot be sent")]
+    InvalidStatus(u16),
+}
+
+/// What a transaction asks of the layer after handling an input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Next {
+    Keep,
+    /// The transaction reached Terminated: remove it and its timers.
+    Terminate,
+}
+
+/// Everything transactions write to: the output queues and the timers.
+struct Context {
+    cfg: TimerConfig,
+    timers: Timers,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<TransactionEvent>,
+}
+
+impl Context {
+    fn transmit(&mut self, peer: Peer, data: Vec<u8>) {
+        self.transmits.push_back(Transmit { peer, data });
+    }
+}
+
+/// The transaction layer: see the module documentation.
+pub struct TransactionLayer {
+    ctx: Context,
+    clients: HashMap<TransactionKey, ClientTransaction>,
+    servers: HashMap<TransactionKey, ServerTransaction>,
+    /// Server INVITE transactions in Accepted, by what their 2xx's ACK carries.
+    accepted: HashMap<AckMatch, TransactionKey>,
+}
+
+/// A fresh branch: the magic cookie followed by 20 random alphanumerics.
+pub fn new_branch<R: rand::Rng + ?Sized>(rng: &mut R) -> String {
+    let suffix: String = (0..20)
+        .map(|_| char::from(rng.sample(rand::distributions::Alphanumeric)))
+        .collect();
+    format!("{MAGIC_COOKIE}{suffix}")
+}
+
+impl TransactionLayer {
+    pub fn new(cfg: TimerConfig) -> Self {
+        TransactionLayer {
+            ctx: Context {
+                cfg: cfg.sanitized(),
+                timers: Timers::default(),
+                transmits: VecDeque::new(),
+                events: VecDeque::new(),
+            },
+            clients: HashMap::new(),
+            servers: HashMap::new(),
+            accepted: HashMap::new(),
+        }
+    }
+
+    /// A message parsed from the wire (the caller has already rejected
+    /// unparsable bytes).
+    pub fn handle_message(&mut self, msg: SipMessage, from: Peer, now: Instant) {
+        match msg {
+            SipMessage::Request(req) if req.method == Method::Ack => self.on_ack(req, from, now),
+            SipMessage::Request(req) => self.on_request(req, from, now),
+            SipMessage::Response(resp) => self.on_response(resp, from, now),
+        }
+    }
+
+    /// Fire every timer due at or before `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some((key, slot)) = self.ctx.timers.pop_expired(now) {
+            self.on_timer(key, slot, now);
+        }
+    }
+
+    /// Start a client transaction. The request must already carry its top
+    /// Via with a fresh branch (see [`new_branch`]). An ACK creates no
+    /// transaction: it is sent as is and its would-be key returned.
+    pub fn send_request(&mut self, req: Request, to: Peer, now: Instant) -> TransactionKey {
+        let key = client_key(&req, &req.method);
+        if req.method == Method::Ack {
+            self.send_stateless(SipMessage::Request(req), to);
+            return key;
+        }
+        if key.branch.is_empty() {
+            tracing::warn!(method = %req.method, "request sent without a Via branch");
+        }
+        if self.clients.contains_key(&key) {
+            tracing::warn!(branch = %key.branch, "branch reused: replacing the old client transaction");
+            self.remove_client(&key);
+        }
+        let tx = ClientTransaction::start(key.clone(), req, to, now, &mut self.ctx);
+        self.clients.insert(key.clone(), tx);
+        key
+    }
+
+    /// Respond within a server transaction.
+    pub fn send_response(
+        &mut self,
+        key: &TransactionKey,
+        resp: Response,
+        now: Instant,
+    ) -> Result<(), TransactionError> {
+        let tx = self
+            .servers
+            .get_mut(key)
+            .ok_or(TransactionError::UnknownTransaction)?;
+        let next = tx.send_response(resp, now, &mut self.ctx)?;
+        if let Some(m) = tx.accepted_ack_match() {
+            self.accepted.insert(m.clone(), key.clone());
+        }
+        if next == Next::Terminate {
+            self.remove_server(key);
+        }
+        Ok(())
+    }
+
+    /// Send a message outside any transaction (ACK for 2xx, stateless
+    /// replies).
+    pub fn send_stateless(&mut self, msg: SipMessage, to: Peer) {
+        self.ctx.transmit(to, to_bytes(&msg));
+    }
+
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.ctx.transmits.pop_front()
+    }
+
+    pub fn poll_event(&mut self) -> Option<TransactionEvent> {
+        self.ctx.events.pop_front()
+    }
+
+    /// The earliest instant at which `handle_timeout` has work to do.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.ctx.timers.next_deadline()
+    }
+
+    /// Live transactions, client and server.
+    pub fn len(&self) -> usize {
+        self.clients.len() + self.servers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn on_request(&mut self, req: Request, from: Peer, now: Instant) {
+        let Some(key) = server_key(&req) else {
+            tracing::debug!(method = %req.method, "request without a usable Via: dropped");
+            return;
+        };
+        if let Some(tx) = self.servers.get_mut(&key) {
+            tx.on_retransmission(from, &mut self.ctx);
+            return;
+        }
+        let cancels = (req.method == Method::Cancel)
+            .then(|| key.with_method(&Method::Invite))
+            .filter(|invite| self.servers.contains_key(invite));
+        let mut request = req;
+        stamp_received(&mut request.headers, from.remote);
+        let tx = ServerTransaction::start(key.clone(), &request, from, now, &mut self.ctx);
+        self.servers.insert(key.clone(), tx);
+        self.ctx.events.push_back(TransactionEvent::Request {
+            key,
+            request,
+            from,
+            cancels,
+        });
+    }
+
+    fn on_ack(&mut self, ack: Request, from: Peer, now: Instant) {
+        let by_branch = server_key(&ack).filter(|k| self.servers.contains_key(k));
+        let key =
+            by_branch.or_else(|| AckMatch::of(&ack).and_then(|m| self.accepted.get(&m).cloned()));
+        let Some(key) = key else {
+            self.ctx
+                .events
+                .push_back(TransactionEvent::Ack { request: ack, from });
+            return;
+        };
+        let Some(tx) = self.servers.get_mut(&key) else {
+            return;
+        };
+        if tx.on_ack(ack, from, now, &mut self.ctx) == Next::Terminate {
+            self.remove_server(&key);
+        }
+    }
+
+    fn on_response(&mut self, resp: Response, from: Peer, now: Instant) {
+        let method = cseq(&resp).map(|(_, m)| m);
+        let key = method.map(|m| client_key(&resp, &m));
+        let Some(tx) = key.as_ref().and_then(|k| self.clients.get_mut(k)) else {
+            self.ctx.events.push_back(TransactionEvent::StrayResponse {
+                response: resp,
+                from,
+            });
+            return;
+        };
+        if tx.on_response(resp, now, &mut self.ctx) == Next::Terminate {
+            if let Some(key) = key {
+                self.remove_client(&key);
+            }
+        }
+    }
+
+    fn on_timer(&mut self, key: TransactionKey, slot: TimerSlot, now: Instant) {
+        let next = match key.side {
+            Side::Client => match self.clients.get_mut(&key) {
+                Some(tx) => tx.on_timer(slot, now, &mut self.ctx),
+                None => Next::Keep,
+            },
+            Side::Server => match self.servers.get_mut(&key) {
+                Some(tx) => tx.on_timer(slot, now, &mut self.ctx),
+                None => Next::Keep,
+            },
+        };
+        if next == Next::Terminate {
+            match key.side {
+                Side::Client => self.remove_client(&key),
+                Side::Server => self.remove_server(&key),
+            }
+        }
+    }
+
+    fn remove_client(&mut self, key: &TransactionKey) {
+        self.ctx.timers.disarm_all(key);
+        self.clients.remove(key);
+    }
+
+    fn remove_server(&mut self, key: &TransactionKey) {
+        self.ctx.timers.disarm_all(key);
+        if let Some(tx) = self.servers.remove(key) {
+            if let Some(m) = tx.ack_match() {
+                if self.accepted.get(m) == Some(key) {
+                    self.accepted.remove(m);
+                }
+            }
+        }
+    }
+}
+
+/// The top Via of a message, split into its parts. Only the first
+/// comma-separated value of the first Via header counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TopVia<'a> {
+    /// The whole first via-parm, trimmed.
+    text: &'a str,
+    /// `host[:port]`.
+    sent_by: &'a str,
+    /// Everything after the first `;` (empty when there are no params).
+    params: &'a str,
+}
+
+impl<'a> TopVia<'a> {
+    fn of(headers: &'a Headers) -> Option<Self> {
+        let value = headers.iter().find_map(|h| match h {
+            Header::Via(v) => Some(v.value()),
+            _ => None,
+        })?;
+        Self::parse(value)
+    }
+
+    fn parse(value: &'a str) -> Option<Self> {
+        let text = value.split(',').next()?.trim();
+        let (head, params) = text.split_once(';').unwrap_or((text, ""));
+        let mut words = head.split_whitespace();
+        let protocol = words.next()?;
+        let sent_by = words.last()?;
+        if !protocol.to_ascii_uppercase().starts_with("SIP") || sent_by.contains('/') {
+            return None;
+        }
+        Some(TopVia {
+            text,
+            sent_by,
+            params,
+        })
+    }
+
+    /// A parameter's value (`Some("")` for a flag such as `rport`).
+    fn param(&self, name: &str) -> Option<&'a str> {
+        self.params.split(';').find_map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            k.trim().eq_ignore_ascii_case(name).then_some(v.trim())
+        })
+    }
+
+    /// The host part of sent-by, without IPv6 brackets.
+    fn host(&self) -> &'a str {
+        match self.sent_by.strip_prefix('[') {
+            Some(rest) => rest.split(']').next().unwrap_or(rest),
+            None => self.sent_by.split(':').next().unwrap_or(self.sent_by),
+        }
+    }
+}
+
+/// Client transaction key (§17.1.3): top Via branch + CSeq method. Used for
+/// the requests we send and the responses we receive.
+fn client_key(msg: &impl HeadersExt, method: &Method) -> TransactionKey {
+    let branch = TopVia::of(msg.headers())
+        .and_then(|v| v.param("branch"))
+        .unwrap_or_default();
+    TransactionKey {
+        side: Side::Client,
+        branch: branch.to_string(),
+        sent_by: String::new(),
+        method: method.to_string(),
+    }
+}
+
+/// Server transaction key (§17.2.3). `None` when the request has no
+/// parsable top Via.
+fn server_key(req: &Request) -> Option<TransactionKey> {
+    let via = TopVia::of(&req.headers)?;
+    let method = match req.method {
+        Method::Ack => Method::Invite,
+        m => m,
+    };
+    let branch = match via.param("branch") {
+        Some(b) if b.starts_with(MAGIC_COOKIE) => b.to_string(),
+        _ => rfc2543_branch(req, &via),
+    };
+    Some(TransactionKey {
+        side: Side::Server,
+        branch,
+        sent_by: via.sent_by.to_ascii_lowercase(),
+        method: method.to_string(),
+    })
+}
+
+/// The stand-in branch for requests from RFC 2543 clients: the same for an
+/// INVITE, its retransmissions, its CANCEL and the ACK of its non-2xx final.
+fn rfc2543_branch(req: &Request, via: &TopVia<'_>) -> String {
+    let call = call_id(&req.headers).unwrap_or_default();
+    let seq = cseq(req).map(|(n, _)| n).unwrap_or_default();
+    let from_tag = req
+        .from_header()
+        .ok()
+        .and_then(|f| tag_of(f.value()))
+        .unwrap_or_default();
+    format!("rfc2543|{call}|{seq}|{from_tag}|{}", via.text)
+}
+
+/// RFC 3581 §4 / RFC 3261 §18.2.1: record where a request really came from
+/// in its top Via. With `rport`, both `rport=<port>` and `received=<ip>` are
+/// set; without, `received` is added only when the sent-by host differs from
+/// the source address. An existing `received` is replaced.
+fn stamp_received(headers: &mut Headers, source: SocketAddr) {
+    let Some(via) = headers.iter_mut().find_map(|h| match h {
+        Header::Via(v) => Some(v),
+        _ => None,
+    }) else {
+        return;
+    };
+    if let Some(stamped) = stamped_via(via.value(), source) {
+        *via = rsip::headers::Via::new(stamped);
+    }
+}
+
+/// The Via header value with its first via-parm stamped, or `None` when
+/// nothing needs to change.
+fn stamped_via(value: &str, source: SocketAddr) -> Option<String> {
+    let top = TopVia::parse(value)?;
+    let ip = source.ip().to_canonical();
+    let rport = top.param("rport").is_some();
+    let same_host = top.host().parse::<std::net::IpAddr>().ok() == Some(ip);
+    if !rport && same_host {
+        return None;
+    }
+    let (head, _) = top.text.split_once(';').unwrap_or((top.text, ""));
+    let mut out = head.trim_end().to_string();
+    let mut has_received = false;
+    for p in top.params.split(';').filter(|p| !p.trim().is_empty()) {
+        let name = p.split_once('=').map_or(p, |(k, _)| k).trim();
+        if name.eq_ignore_ascii_case("rport") {
+            out.push_str(&format!(";rport={}", source.port()));
+        } else if name.eq_ignore_ascii_case("received") {
+            has_received = true;
+            out.push_str(&format!(";received={ip}"));
+        } else {
+            out.push(';');
+            out.push_str(p.trim());
+        }
+    }
+    if !has_received {
+        out.push_str(&format!(";received={ip}"));
+    }
+    let rest = value.split_once(',').map(|(_, rest)| rest);
+    Some(match rest {
+        Some(rest) => format!("{out},{rest}"),
+        None => out,
+    })
+}

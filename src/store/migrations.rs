@@ -1,0 +1,184 @@
+//! Versioned schema migrations, tracked with `PRAGMA user_version`.
+//!
+//! [`MIGRATIONS`] is an ordered list of SQL scripts: script `i` (0-based)
+//! brings the schema from version `i` to `i + 1`. Each script runs in its own
+//! transaction together with the `user_version` bump, so a crash leaves the
+//! database at a whole version. A database whose version is newer than this
+//! binary knows is refused with [`StoreError::SchemaTooNew`] rather than
+//! being written by code that does not understand it.
+//!
+//! What this module must not do: edit a script that has shipped (add a new
+//! one instead), or run anything but schema changes.
+
+use rusqlite::Connection;
+
+use super::StoreError;
+
+/// Version 1: call detail records and persisted registrations.
+const V1: &str = "
+CREATE TABLE call_records (
+    id             INTEGER PRIMARY KEY,
+    call_id        TEXT    NOT NULL,
+    started_at_ms  INTEGER NOT NULL,
+    answered_at_ms INTEGER,
+    ended_at_ms    INTEGER NOT NULL,
+    caller         TEXT    NOT NULL,
+    callee         TEXT    NOT NULL,
+    direction      TEXT    NOT NULL
+        CHECK (direction IN ('internal', 'inbound', 'outbound')),
+    disposition    TEXT    NOT NULL
+        CHECK (disposition IN ('answered', 'busy', 'no_answer', 'cancelled',
+                               'failed', 'unavailable', 'not_found', 'rejected')),
+    hangup_side    TEXT
+        CHECK (hangup_side IS NULL OR hangup_side IN ('caller', 'callee', 'system')),
+    sip_status     INTEGER NOT NULL CHECK (sip_status BETWEEN 0 AND 999),
+    ring_ms        INTEGER NOT NULL,
+    talk_ms        INTEGER NOT NULL,
+    caller_ip      TEXT
+);
+CREATE INDEX call_records_started_at ON call_records (started_at_ms);
+CREATE INDEX call_records_call_id ON call_records (call_id);
+
+CREATE TABLE registrations (
+    user            TEXT    NOT NULL,
+    contact_uri     TEXT    NOT NULL,
+    expires_at_unix INTEGER NOT NULL,
+    transport       TEXT    NOT NULL CHECK (transport IN ('udp', 'tcp')),
+    remote_addr     TEXT    NOT NULL,
+    local_addr      TEXT    NOT NULL,
+    call_id         TEXT    NOT NULL,
+    cseq            INTEGER NOT NULL,
+    user_agent      TEXT,
+    PRIMARY KEY (user, contact_uri)
+);
+CREATE INDEX registrations_expires_at ON registrations (expires_at_unix);
+";
+
+/// The ordered migration scripts. Append only.
+pub const MIGRATIONS: &[&str] = &[V1];
+
+/// The schema version this binary writes: the number of migrations.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Read `PRAGMA user_version`.
+pub fn user_version(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA user_version", [], |row| row.get(0))
+}
+
+/// Bring the database up to [`SCHEMA_VERSION`]; returns the version it was
+/// at before. Idempotent: an up-to-date database is left untouched.
+pub fn migrate(conn: &mut Connection) -> Result<i64, StoreError> {
+    migrate_with(conn, MIGRATIONS)
+}
+
+/// Refuse a database written by a newer binary, before touching it.
+pub fn ensure_supported(conn: &Connection) -> Result<(), StoreError> {
+    check_version(conn, SCHEMA_VERSION).map(|_| ())
+}
+
+fn check_version(conn: &Connection, known: i64) -> Result<i64, StoreError> {
+    let found = user_version(conn)?;
+    if found > known {
+        return Err(StoreError::SchemaTooNew { found, known });
+    }
+    Ok(found)
+}
+
+/// [`migrate`] over an explicit script list (lets tests add versions).
+fn migrate_with(conn: &mut Connection, scripts: &[&str]) -> Result<i64, StoreError> {
+    let known = i64::try_from(scripts.len()).unwrap_or(i64::MAX);
+    let found = check_version(conn, known)?;
+    let start = usize::try_from(found).unwrap_or(0);
+    for (index, script) in scripts.iter().enumerate().skip(start) {
+        let target = i64::try_from(index).unwrap_or(i64::MAX).saturating_add(1);
+        let tx = conn.transaction()?;
+        tx.execute_batch(script)?;
+        tx.pragma_update(None, "user_version", target)?;
+        tx.commit()?;
+        tracing::info!(version = target, "store: applied schema migration");
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Reader, Store};
+
+    fn table_names(conn: &Connection) -> Vec<String> {
+        let mut stmt = conn
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+            .unwrap();
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0)).unwrap();
+        rows.map(Result::unwrap).collect()
+    }
+
+    #[test]
+    fn fresh_database_gets_every_migration() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        assert_eq!(migrate(&mut conn).unwrap(), 0);
+        assert_eq!(user_version(&conn).unwrap(), SCHEMA_VERSION);
+        assert_eq!(table_names(&conn), ["call_records", "registrations"]);
+    }
+
+    #[test]
+    fn migrating_twice_is_a_no_op() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        assert_eq!(migrate(&mut conn).unwrap(), SCHEMA_VERSION);
+        assert_eq!(user_version(&conn).unwrap(), SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn reopening_a_store_keeps_the_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("denwa.db");
+        Store::open(&path).unwrap().close().unwrap();
+        let store = Store::open(&path).unwrap();
+        let reader = store.reader().unwrap();
+        assert_eq!(reader.schema_version().unwrap(), SCHEMA_VERSION);
+        assert_eq!(table_names(&reader.conn), ["call_records", "registrations"]);
+        store.close().unwrap();
+    }
+
+    #[test]
+    fn newer_database_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("denwa.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        drop(conn);
+        match Store::open(&path) {
+            Err(StoreError::SchemaTooNew { found, known }) => {
+                assert_eq!(found, SCHEMA_VERSION + 1);
+                assert_eq!(known, SCHEMA_VERSION);
+            }
+            other => panic!("expected SchemaTooNew, got {other:?}"),
+        }
+        // The refused database was not touched: no tables, journal unchanged.
+        let reader = Reader::open(&path).unwrap();
+        assert!(table_names(&reader.conn).is_empty());
+        assert_eq!(reader.journal_mode().unwrap(), "delete");
+    }
+
+    #[test]
+    fn later_scripts_apply_on_top_of_earlier_ones() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate_with(&mut conn, &[V1]).unwrap();
+        let v2 = "ALTER TABLE call_records ADD COLUMN queue TEXT;";
+        assert_eq!(migrate_with(&mut conn, &[V1, v2]).unwrap(), 1);
+        assert_eq!(user_version(&conn).unwrap(), 2);
+        conn.execute("UPDATE call_records SET queue = 'sales'", [])
+            .unwrap();
+    }
+
+    #[test]
+    fn a_failing_script_leaves_the_previous_version() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        let broken = "CREATE TABLE half (x INTEGER); THIS IS NOT SQL;";
+        assert!(migrate_with(&mut conn, &[V1, broken]).is_err());
+        assert_eq!(user_version(&conn).unwrap(), 1);
+        assert_eq!(table_names(&conn), ["call_records", "registrations"]);
+    }
+}

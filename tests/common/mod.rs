@@ -1,0 +1,339 @@
+//! Test harness for interop tests: starts denwa on free loopback ports with
+//! its own temporary data directory, and runs real SIP peers against it.
+//! Every wait is bounded; every process started here is killed by PID.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const PASSWORD_PREFIX: &str = "secret-pw-";
+
+/// The password the test configuration gives extension `n`.
+pub fn password(n: u32) -> String {
+    format!("{PASSWORD_PREFIX}{n}")
+}
+
+/// A port free on 127.0.0.1 for both UDP and TCP at the time of the call.
+pub fn free_port() -> u16 {
+    for _ in 0..100 {
+        let Ok(u) = UdpSocket::bind("127.0.0.1:0") else {
+            continue;
+        };
+        let Ok(addr) = u.local_addr() else { continue };
+        if TcpListener::bind(addr).is_ok() {
+            return addr.port();
+        }
+    }
+    panic!("no free port on 127.0.0.1");
+}
+
+/// Extensions `from..=to`, each with [`password`].
+pub fn extensions(from: u32, to: u32) -> String {
+    (from..=to)
+        .map(|n| {
+            format!(
+                "[[extensions]]\nnumber = \"{n}\"\nname = \"Ext {n}\"\npassword = \"{}\"\n\n",
+                password(n)
+            )
+        })
+        .collect()
+}
+
+pub struct Denwa {
+    child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub sip_port: u16,
+    pub http_port: u16,
+    pub config: PathBuf,
+}
+
+impl Denwa {
+    /// Start denwa with `sections` (TOML: extra tables and extensions).
+    pub fn start(sections: &str) -> Denwa {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let sip_port = free_port();
+        let http_port = free_port();
+        let rtp_base = 20000 + (sip_port % 300) * 100;
+        let config = dir.path().join("denwa.toml");
+        let text = format!(
+            "[sip]\nudp = [\"127.0.0.1:{sip_port}\"]\ntcp = [\"127.0.0.1:{sip_port}\"]\ndomain = \"denwa.test\"\n\n\
+             [http]\nlisten = \"127.0.0.1:{http_port}\"\n\n\
+             [media]\nrtp_port_min = {rtp_base}\nrtp_port_max = {}\n\n\
+             [storage]\ndata_dir = \"data\"\n\n\
+             [log]\nlevel = \"debug\"\n\n{sections}",
+            rtp_base + 99
+        );
+        std::fs::write(&config, text).expect("write config");
+        let mut d = Denwa {
+            child: None,
+            dir,
+            sip_port,
+            http_port,
+            config,
+        };
+        d.spawn();
+        d
+    }
+
+    pub fn sip_addr(&self) -> String {
+        format!("127.0.0.1:{}", self.sip_port)
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("denwa.log")
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("log file");
+        let child = Command::new(env!("CARGO_BIN_EXE_denwa"))
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .stdout(Stdio::from(log.try_clone().expect("log fd")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start denwa");
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Some(child) = self.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    panic!("denwa exited at start ({status}):\n{}", self.log());
+                }
+            }
+            if matches!(self.http_get("/healthz"), Some((200, _))) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50)); // polling a condition, bounded
+        }
+        panic!("denwa did not become ready:\n{}", self.log());
+    }
+
+    /// GET a path from the HTTP endpoint: (status, body).
+    pub fn http_get(&self, path: &str) -> Option<(u16, String)> {
+        let addr: SocketAddr = format!("127.0.0.1:{}", self.http_port).parse().ok()?;
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).ok()?;
+        let status = buf.split_whitespace().nth(1)?.parse().ok()?;
+        let body = buf
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        Some((status, body))
+    }
+
+    /// The value of one metric series, such as `denwa_registrations` or
+    /// `denwa_call_attempts_total{disposition="answered"}`.
+    pub fn metric(&self, series: &str) -> f64 {
+        let (_, body) = self.http_get("/metrics").expect("metrics");
+        body.lines()
+            .find_map(|l| {
+                l.strip_prefix(series)
+                    .and_then(|rest| rest.strip_prefix(' '))
+            })
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no series {series} in:\n{body}"))
+    }
+
+    /// Wait (bounded) until a metric reaches `want`.
+    pub fn wait_metric(&self, series: &str, want: f64) -> f64 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let v = self.metric(series);
+            if v == want || Instant::now() > deadline {
+                return v;
+            }
+            std::thread::sleep(Duration::from_millis(50)); // polling a condition, bounded
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).expect("running")
+    }
+
+    /// Send a signal to our own denwa by PID.
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{sig}"), &self.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// SIGTERM and wait for a clean exit (bounded).
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        self.signal("TERM");
+        let mut child = self.child.take().expect("running");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("denwa did not stop on SIGTERM:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50)); // polling a condition, bounded
+        }
+    }
+
+    /// SIGKILL (a crash) and wait.
+    pub fn crash(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Start again on the same configuration and data directory.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop or crash first");
+        self.spawn();
+    }
+}
+
+impl Drop for Denwa {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("---- denwa log ----\n{}", self.log());
+        }
+    }
+}
+
+/// The directory of this crate's SIPp scenarios.
+pub fn scenario(name: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/sipp")
+        .join(name)
+        .display()
+        .to_string()
+}
+
+/// Run a command with a hard time limit; returns its output.
+pub fn run_bounded(cmd: &str, args: &[String], limit: Duration) -> Output {
+    let mut full = vec![format!("{}", limit.as_secs().max(1)), cmd.to_owned()];
+    full.extend(args.iter().cloned());
+    Command::new("timeout")
+        .args(&full)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"))
+}
+
+/// A SIPp run; the arguments after the common ones are given by the test.
+pub struct Sipp {
+    pub args: Vec<String>,
+    pub dir: tempfile::TempDir,
+}
+
+impl Sipp {
+    /// SIPp with scenario `name` against `target`, bound to `ip`:free port.
+    pub fn new(name: &str, target: &str, ip: &str) -> Sipp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port().to_string();
+        let args = vec![
+            target.to_owned(),
+            "-sf".into(),
+            scenario(name),
+            "-i".into(),
+            ip.into(),
+            "-p".into(),
+            port,
+            "-nostdin".into(),
+            "-trace_err".into(),
+            "-error_file".into(),
+            dir.path().join("errors.log").display().to_string(),
+        ];
+        Sipp { args, dir }
+    }
+
+    pub fn arg(mut self, a: &str) -> Sipp {
+        self.args.push(a.to_owned());
+        self
+    }
+
+    /// Use a copy of the scenario with `from` replaced by `to` (SIPp cannot
+    /// substitute keys inside attributes such as `response="..."`).
+    pub fn substitute(mut self, from: &str, to: &str) -> Sipp {
+        let Some(i) = self.args.iter().position(|a| a == "-sf") else {
+            return self;
+        };
+        let src = std::fs::read_to_string(&self.args[i + 1]).expect("scenario");
+        let path = self.dir.path().join("scenario.xml");
+        std::fs::write(&path, src.replace(from, to)).expect("scenario copy");
+        self.args[i + 1] = path.display().to_string();
+        self
+    }
+
+    pub fn key(self, k: &str, v: &str) -> Sipp {
+        self.arg("-key").arg(k).arg(v)
+    }
+
+    /// Write an injection file and use it.
+    pub fn users(self, lines: &[String]) -> Sipp {
+        let path = self.dir.path().join("users.csv");
+        let mut text = String::from("SEQUENTIAL\n");
+        for l in lines {
+            text.push_str(l);
+            text.push('\n');
+        }
+        std::fs::write(&path, text).expect("users.csv");
+        let p = path.display().to_string();
+        self.arg("-inf").arg(&p)
+    }
+
+    pub fn run(&self, limit: Duration) -> Output {
+        run_bounded("sipp", &self.args, limit)
+    }
+
+    /// Run and describe the result for an assertion message.
+    pub fn run_report(&self, limit: Duration) -> (bool, String) {
+        let out = self.run(limit);
+        let errors =
+            std::fs::read_to_string(self.dir.path().join("errors.log")).unwrap_or_default();
+        let report = format!(
+            "sipp {:?}\nexit: {}\nstdout:\n{}\nstderr:\n{}\nerrors:\n{}",
+            self.args,
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            errors
+        );
+        (out.status.success(), report)
+    }
+}
+
+/// Injection lines for the register scenario: user;[authentication ...].
+pub fn register_lines(
+    users: impl Iterator<Item = u32>,
+    pass: impl Fn(u32) -> String,
+) -> Vec<String> {
+    users
+        .map(|n| format!("{n};[authentication username={n} password={}];", pass(n)))
+        .collect()
+}

@@ -1,0 +1,198 @@
+//! Calls between extensions through denwa, with SIPp on both sides: the
+//! caller authenticates (407), the callee is a registered SIPp UAS; media is
+//! anchored at denwa and flows both ways through its relay.
+
+mod common;
+
+use common::{extensions, free_port, password, register_lines, Denwa, Sipp};
+use std::process::Child;
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(60);
+const SETUP: &str = "[auth]\nalgorithms = [\"MD5\"]\n\n[calls]\nno_answer_timeout_secs = 5\n\n";
+const CALLER: u32 = 3001;
+const CALLEE: u32 = 3002;
+
+/// A SIPp callee on its own port, registered at denwa as `user`.
+struct Callee {
+    child: Option<Child>,
+    sipp: Sipp,
+}
+
+impl Callee {
+    fn start(d: &Denwa, scenario: &str, user: u32, extra: &[&str]) -> Callee {
+        let port = free_port();
+        let media = free_port();
+        let mut sipp = Sipp::new(scenario, "", "127.0.0.1");
+        // Replace the port chosen by Sipp::new with ours, drop the empty target.
+        sipp.args.remove(0);
+        if let Some(i) = sipp.args.iter().position(|a| a == "-p") {
+            sipp.args[i + 1] = port.to_string();
+        }
+        let mut sipp = sipp.arg("-mp").arg(&media.to_string()).arg("-m").arg("1");
+        for a in extra {
+            sipp = sipp.arg(a);
+        }
+        let mut full = vec!["60".to_string(), "sipp".to_string()];
+        full.extend(sipp.args.iter().cloned());
+        let child = std::process::Command::new("timeout")
+            .args(&full)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start sipp callee");
+        // Register the callee's contact (its own port) at denwa.
+        let (ok, report) = Sipp::new("register.xml", &d.sip_addr(), "127.0.0.1")
+            .users(&register_lines(user..=user, password))
+            .key("contact_port", &port.to_string())
+            .arg("-m")
+            .arg("1")
+            .run_report(LIMIT);
+        assert!(ok, "callee registration failed: {report}");
+        Callee {
+            child: Some(child),
+            sipp,
+        }
+    }
+
+    /// Wait for the callee's scenario to end; true when it succeeded.
+    fn finish(mut self) -> (bool, String) {
+        let mut child = self.child.take().expect("running");
+        let status = child.wait().expect("wait sipp");
+        let errors =
+            std::fs::read_to_string(self.sipp.dir.path().join("errors.log")).unwrap_or_default();
+        (
+            status.success(),
+            format!("callee exit {status}; errors:\n{errors}"),
+        )
+    }
+}
+
+impl Drop for Callee {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn caller(d: &Denwa, scenario: &str, to: &str) -> Sipp {
+    Sipp::new(scenario, &d.sip_addr(), "127.0.0.1")
+        .arg("-s")
+        .arg(to)
+        .key("user", &CALLER.to_string())
+        // SIPp does not expand keys inside its [authentication] keyword.
+        .substitute(
+            "[authentication username=[user] password=[pass]]",
+            &format!(
+                "[authentication username={CALLER} password={}]",
+                password(CALLER)
+            ),
+        )
+        .arg("-mp")
+        .arg(&free_port().to_string())
+        .arg("-m")
+        .arg("1")
+        .arg("-timeout")
+        .arg("30s")
+}
+
+fn start() -> Denwa {
+    Denwa::start(&format!("{SETUP}{}", extensions(3001, 3003)))
+}
+
+#[test]
+fn answered_call_relays_media_both_ways_and_is_recorded() {
+    let d = start();
+    let callee = Callee::start(&d, "uas.xml", CALLEE, &["-rtp_echo"]);
+    let (ok, report) = caller(&d, "uac_call.xml", &CALLEE.to_string())
+        .substitute("[pcap]", "/usr/share/sip-tester/g711a.pcap")
+        .substitute("[hold_ms]", "3000")
+        .run_report(LIMIT);
+    assert!(ok, "{report}");
+    let (ok, report) = callee.finish();
+    assert!(ok, "{report}");
+    assert_eq!(
+        d.wait_metric("denwa_call_attempts_total{disposition=\"answered\"}", 1.0),
+        1.0
+    );
+    let to_callee = d.metric("denwa_rtp_packets_caller_to_callee_total");
+    let to_caller = d.metric("denwa_rtp_packets_callee_to_caller_total");
+    assert!(to_callee >= 50.0, "caller → callee packets: {to_callee}");
+    assert!(
+        to_caller >= 50.0,
+        "callee → caller packets (echo): {to_caller}"
+    );
+}
+
+#[test]
+fn busy_callee_gives_486() {
+    let d = start();
+    let callee = Callee::start(&d, "uas_busy.xml", CALLEE, &[]);
+    let (ok, report) = caller(&d, "uac_refused.xml", &CALLEE.to_string())
+        .substitute("[expect]", "486")
+        .run_report(LIMIT);
+    assert!(ok, "{report}");
+    assert!(callee.finish().0);
+    assert_eq!(
+        d.wait_metric("denwa_call_attempts_total{disposition=\"busy\"}", 1.0),
+        1.0
+    );
+}
+
+#[test]
+fn caller_cancel_reaches_the_ringing_callee() {
+    let d = start();
+    let callee = Callee::start(&d, "uas_ring.xml", CALLEE, &[]);
+    let (ok, report) = caller(&d, "uac_cancel.xml", &CALLEE.to_string()).run_report(LIMIT);
+    assert!(ok, "{report}");
+    let (ok, report) = callee.finish();
+    assert!(ok, "{report}");
+    assert_eq!(
+        d.wait_metric("denwa_call_attempts_total{disposition=\"cancelled\"}", 1.0),
+        1.0
+    );
+}
+
+#[test]
+fn unregistered_extension_gives_480_and_unknown_number_404() {
+    let d = start();
+    let (ok, report) = caller(&d, "uac_refused.xml", "3003")
+        .substitute("[expect]", "480")
+        .run_report(LIMIT);
+    assert!(ok, "{report}");
+    let (ok, report) = caller(&d, "uac_refused.xml", "9999")
+        .substitute("[expect]", "404")
+        .run_report(LIMIT);
+    assert!(ok, "{report}");
+    assert_eq!(
+        d.wait_metric(
+            "denwa_call_attempts_total{disposition=\"unavailable\"}",
+            1.0
+        ),
+        1.0
+    );
+    assert_eq!(
+        d.wait_metric("denwa_call_attempts_total{disposition=\"not_found\"}", 1.0),
+        1.0
+    );
+}
+
+#[test]
+fn unanswered_call_times_out_with_480() {
+    let d = start();
+    // Rings until cancelled: denwa's no-answer timer (5 s here) cancels it.
+    let callee = Callee::start(&d, "uas_ring.xml", CALLEE, &[]);
+    let (ok, report) = caller(&d, "uac_refused.xml", &CALLEE.to_string())
+        .substitute("[expect]", "480")
+        .run_report(LIMIT);
+    assert!(ok, "{report}");
+    let (ok, report) = callee.finish();
+    assert!(ok, "{report}");
+    assert_eq!(
+        d.wait_metric("denwa_call_attempts_total{disposition=\"no_answer\"}", 1.0),
+        1.0
+    );
+}

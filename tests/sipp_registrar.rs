@@ -1,0 +1,117 @@
+//! Registrar interop with SIPp: digest authentication for many users, wrong
+//! credentials, lockout of a guessing source, restart keeps registrations.
+
+mod common;
+
+use common::{extensions, password, register_lines, Denwa, Sipp};
+use std::time::Duration;
+
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// SIPp's digest support is MD5 only; offer MD5 first for it.
+const MD5: &str = "[auth]\nalgorithms = [\"MD5\"]\nlockout_threshold = 5\n\n";
+
+fn register(
+    d: &Denwa,
+    ip: &str,
+    users: std::ops::RangeInclusive<u32>,
+    pass: impl Fn(u32) -> String,
+    scenario: &str,
+) -> (bool, String) {
+    let count = users.clone().count().to_string();
+    Sipp::new(scenario, &d.sip_addr(), ip)
+        .users(&register_lines(users, pass))
+        .key("contact_port", "5999")
+        .arg("-m")
+        .arg(&count)
+        .arg("-r")
+        .arg("50")
+        .arg("-timeout")
+        .arg("8s")
+        .arg("-timeout_error")
+        .run_report(LIMIT)
+}
+
+#[test]
+fn many_users_register_with_digest_credentials() {
+    let d = Denwa::start(&format!("{MD5}{}", extensions(2000, 2099)));
+    let (ok, report) = register(&d, "127.0.0.1", 2000..=2099, password, "register.xml");
+    assert!(ok, "{report}");
+    assert_eq!(d.wait_metric("denwa_registrations", 100.0), 100.0);
+}
+
+#[test]
+fn wrong_password_and_unknown_user_get_the_same_fresh_challenge() {
+    let d = Denwa::start(&format!("{MD5}{}", extensions(2000, 2001)));
+    // Known user, wrong password.
+    let (ok, report) = register(
+        &d,
+        "127.0.0.3",
+        2000..=2000,
+        |_| "wrong-password".into(),
+        "register_wrong.xml",
+    );
+    assert!(ok, "{report}");
+    // Unknown user: the very same answer.
+    let (ok, report) = register(
+        &d,
+        "127.0.0.4",
+        7000..=7000,
+        |_| "whatever-pw".into(),
+        "register_wrong.xml",
+    );
+    assert!(ok, "{report}");
+    assert_eq!(d.metric("denwa_registrations"), 0.0);
+    assert!(d.metric("denwa_auth_failures_total") >= 2.0);
+}
+
+#[test]
+fn a_guessing_source_is_locked_out_and_others_are_not() {
+    let d = Denwa::start(&format!("{MD5}{}", extensions(2000, 2001)));
+    // Four wrong guesses from 127.0.0.2: each still gets a fresh challenge.
+    for _ in 0..4 {
+        let (ok, report) = register(
+            &d,
+            "127.0.0.2",
+            2000..=2000,
+            |_| "guess".into(),
+            "register_wrong.xml",
+        );
+        assert!(ok, "{report}");
+    }
+    // The fifth reaches the threshold: no answer any more.
+    let (ok, _) = register(
+        &d,
+        "127.0.0.2",
+        2000..=2000,
+        |_| "guess".into(),
+        "register_wrong.xml",
+    );
+    assert!(!ok, "the fifth wrong guess was still answered");
+    // Now even the right password from that source gets no answer.
+    let (ok, _) = Sipp::new("register.xml", &d.sip_addr(), "127.0.0.2")
+        .users(&register_lines(2000..=2000, password))
+        .key("contact_port", "5999")
+        .arg("-m")
+        .arg("1")
+        .arg("-timeout")
+        .arg("4s")
+        .arg("-timeout_error")
+        .run_report(LIMIT);
+    assert!(!ok, "a locked-out source registered");
+    assert!(d.metric("denwa_auth_lockouts_total") >= 1.0);
+    // A client elsewhere is unaffected.
+    let (ok, report) = register(&d, "127.0.0.1", 2001..=2001, password, "register.xml");
+    assert!(ok, "{report}");
+}
+
+#[test]
+fn registrations_survive_a_restart() {
+    let mut d = Denwa::start(&format!("{MD5}{}", extensions(2000, 2009)));
+    let (ok, report) = register(&d, "127.0.0.1", 2000..=2009, password, "register.xml");
+    assert!(ok, "{report}");
+    assert_eq!(d.wait_metric("denwa_registrations", 10.0), 10.0);
+    assert!(d.stop().success());
+    d.restart();
+    assert_eq!(d.metric("denwa_registrations"), 10.0);
+}

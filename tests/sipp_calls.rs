@@ -196,3 +196,79 @@ fn unanswered_call_times_out_with_480() {
         1.0
     );
 }
+
+#[test]
+fn callee_answering_as_the_caller_cancels_is_acked_and_hung_up() {
+    let d = start();
+    // The CANCEL/200 race: the callee's 200 crosses denwa's CANCEL.
+    let callee = Callee::start(&d, "uas_race.xml", CALLEE, &[]);
+    let (ok, report) = caller(&d, "uac_cancel.xml", &CALLEE.to_string()).run_report(LIMIT);
+    assert!(ok, "{report}");
+    let (ok, report) = callee.finish();
+    assert!(ok, "the late answer was not ACKed and hung up: {report}");
+    assert_eq!(
+        d.wait_metric("denwa_call_attempts_total{disposition=\"cancelled\"}", 1.0),
+        1.0
+    );
+    assert_eq!(
+        d.metric("denwa_call_attempts_total{disposition=\"answered\"}"),
+        0.0
+    );
+}
+
+#[test]
+fn call_forks_to_every_contact_and_the_others_are_cancelled() {
+    let d = start();
+    // Two phones registered as the same extension: one only rings, the
+    // other answers; the ringing one must get a CANCEL.
+    let ringing = Callee::start(&d, "uas_ring.xml", CALLEE, &[]);
+    let answering = Callee::start(&d, "uas.xml", CALLEE, &["-rtp_echo"]);
+    assert_eq!(d.wait_metric("denwa_registrations", 2.0), 2.0);
+    let (ok, report) = caller(&d, "uac_call.xml", &CALLEE.to_string())
+        .substitute("[pcap]", "/usr/share/sip-tester/g711a.pcap")
+        .substitute("[hold_ms]", "1000")
+        .run_report(LIMIT);
+    assert!(ok, "{report}");
+    let (ok, report) = answering.finish();
+    assert!(ok, "answering phone: {report}");
+    let (ok, report) = ringing.finish();
+    assert!(ok, "ringing phone was not cancelled: {report}");
+    assert_eq!(
+        d.wait_metric("denwa_call_attempts_total{disposition=\"answered\"}", 1.0),
+        1.0
+    );
+}
+
+#[test]
+fn retransmissions_are_absorbed_and_hold_passes_through() {
+    let d = start();
+    // The caller sends its INVITE and BYE twice; the callee sends its 200
+    // twice and is put on hold with a re-INVITE in between.
+    let callee = Callee::start(&d, "uas_hold.xml", CALLEE, &[]);
+    let (caller_ok, caller_report) =
+        caller(&d, "uac_retrans_hold.xml", &CALLEE.to_string()).run_report(LIMIT);
+    let (callee_ok, callee_report) = callee.finish();
+    assert!(caller_ok && callee_ok, "{caller_report}\n{callee_report}");
+    assert_eq!(
+        d.wait_metric("denwa_call_attempts_total{disposition=\"answered\"}", 1.0),
+        1.0
+    );
+    // Exactly one call: nothing else was counted.
+    for other in [
+        "busy",
+        "no_answer",
+        "cancelled",
+        "failed",
+        "unavailable",
+        "not_found",
+        "rejected",
+    ] {
+        assert_eq!(
+            d.metric(&format!(
+                "denwa_call_attempts_total{{disposition=\"{other}\"}}"
+            )),
+            0.0,
+            "{other}"
+        );
+    }
+}

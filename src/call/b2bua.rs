@@ -21,6 +21,10 @@ use crate::sip::Peer;
 use crate::store::cdr::{CallRecord, Direction, Disposition, Side};
 use crate::store::WriteOp;
 
+/// How long a finished call waits for the other forks' final answers
+/// (64*T1, the INVITE client transaction's lifetime).
+const LINGER: Duration = Duration::from_secs(32);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ForkState {
     Calling,
@@ -149,23 +153,31 @@ pub(super) async fn run(
     };
     info!(caller = %call.s.caller, callee = %call.s.callee, "call attempt");
     call.start().await;
-    let mut ring_deadline = Instant::now() + call.ctx.config.calls.no_answer_timeout;
-    let mut linger_deadline: Option<Instant> = None;
+    let calls = call.ctx.config.calls;
+    let ringing_until = Instant::now() + calls.no_answer_timeout;
+    let mut answered_until: Option<Instant> = None;
+    let mut ending_until: Option<Instant> = None;
     loop {
-        if call.phase == Phase::Ending {
-            if call.forks.iter().all(|f| f.state == ForkState::Done) {
-                break;
+        // One deadline per phase: ring time, call length, then the time
+        // given to late answers from other forks (they get ACK + BYE).
+        let deadline = match call.phase {
+            Phase::Ringing => ringing_until,
+            Phase::Answered => {
+                *answered_until.get_or_insert_with(|| Instant::now() + calls.max_duration)
             }
-            let d =
-                *linger_deadline.get_or_insert_with(|| Instant::now() + Duration::from_secs(32));
-            ring_deadline = d;
-        }
+            Phase::Ending => {
+                if call.forks.iter().all(|f| f.state == ForkState::Done) {
+                    break;
+                }
+                *ending_until.get_or_insert_with(|| Instant::now() + LINGER)
+            }
+        };
         tokio::select! {
             ev = events.recv() => match ev {
                 Some(ev) => call.handle(ev),
                 None => break,
             },
-            _ = tokio::time::sleep_until(ring_deadline) => match call.phase {
+            _ = tokio::time::sleep_until(deadline) => match call.phase {
                 Phase::Ringing => call.no_answer(),
                 Phase::Answered => {
                     info!("maximum call duration reached");
@@ -173,12 +185,6 @@ pub(super) async fn run(
                 }
                 Phase::Ending => break,
             },
-        }
-        if call.phase == Phase::Answered
-            && call.answered_ms.is_some()
-            && ring_deadline < Instant::now() + Duration::from_secs(1)
-        {
-            ring_deadline = Instant::now() + call.ctx.config.calls.max_duration;
         }
     }
     call.finish().await;

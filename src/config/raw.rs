@@ -77,7 +77,7 @@ pub struct RawAuth {
 impl Default for RawAuth {
     fn default() -> Self {
         RawAuth {
-            algorithms: vec!["SHA-256".into(), "MD5".into()],
+            algorithms: vec!["MD5".into()],
             nonce_ttl_secs: 300,
             lockout_threshold: 5,
             lockout_window_secs: 60,

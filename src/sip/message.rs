@@ -62,14 +62,76 @@ pub fn to_bytes(msg: &rsip::SipMessage) -> Vec<u8> {
             format!("{} {} {}\r\n{}\r\n", r.method, r.uri, r.version, r.headers),
             &r.body,
         ),
-        rsip::SipMessage::Response(r) => (
-            format!("{} {}\r\n{}\r\n", r.version, r.status_code, r.headers),
-            &r.body,
-        ),
+        rsip::SipMessage::Response(r) => {
+            let code = r.status_code.code();
+            let reason = match &r.status_code {
+                rsip::StatusCode::Other(_, reason) if reason != "Other" => reason.as_str(),
+                _ => reason_phrase(code),
+            };
+            (
+                format!("{} {code} {reason}\r\n{}\r\n", r.version, r.headers),
+                &r.body,
+            )
+        }
     };
     let mut out = head.into_bytes();
     out.extend_from_slice(body);
     out
+}
+
+/// The standard reason phrase of a status code (RFC 3261 §21 and
+/// extensions); a generic one per class for codes without one.
+pub fn reason_phrase(code: u16) -> &'static str {
+    match code {
+        100 => "Trying",
+        180 => "Ringing",
+        181 => "Call Is Being Forwarded",
+        182 => "Queued",
+        183 => "Session Progress",
+        200 => "OK",
+        202 => "Accepted",
+        301 => "Moved Permanently",
+        302 => "Moved Temporarily",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        407 => "Proxy Authentication Required",
+        408 => "Request Timeout",
+        410 => "Gone",
+        413 => "Request Entity Too Large",
+        415 => "Unsupported Media Type",
+        416 => "Unsupported URI Scheme",
+        420 => "Bad Extension",
+        423 => "Interval Too Brief",
+        480 => "Temporarily Unavailable",
+        481 => "Call/Transaction Does Not Exist",
+        482 => "Loop Detected",
+        483 => "Too Many Hops",
+        484 => "Address Incomplete",
+        486 => "Busy Here",
+        487 => "Request Terminated",
+        488 => "Not Acceptable Here",
+        491 => "Request Pending",
+        500 => "Server Internal Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        504 => "Server Time-out",
+        505 => "Version Not Supported",
+        513 => "Message Too Large",
+        600 => "Busy Everywhere",
+        603 => "Decline",
+        604 => "Does Not Exist Anywhere",
+        606 => "Not Acceptable",
+        100..=199 => "Session Progress",
+        200..=299 => "OK",
+        300..=399 => "Redirection",
+        400..=499 => "Request Failure",
+        500..=599 => "Server Failure",
+        _ => "Global Failure",
+    }
 }
 
 /// The `tag` parameter of a From or To header value, if any.
@@ -688,6 +750,26 @@ fn local_tag(copied: &[(&str, &[u8])]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn responses_carry_standard_reason_phrases() {
+        let req = rsip::Request::try_from(
+            &b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:b@x>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"[..],
+        )
+        .expect("valid request");
+        for (code, line) in [
+            (486, "SIP/2.0 486 Busy Here\r\n"),
+            (407, "SIP/2.0 407 Proxy Authentication Required\r\n"),
+            (499, "SIP/2.0 499 Request Failure\r\n"),
+        ] {
+            let bytes = to_bytes(&rsip::SipMessage::Response(response_for(&req, code, None)));
+            assert!(
+                bytes.starts_with(line.as_bytes()),
+                "{}",
+                String::from_utf8_lossy(&bytes)
+            );
+        }
+    }
 
     #[test]
     fn params_are_read_outside_the_uri() {

@@ -82,7 +82,18 @@ pub fn to_bytes(msg: &rsip::SipMessage) -> Vec<u8> {
 /// The standard reason phrase of a status code (RFC 3261 §21 and
 /// extensions); a generic one per class for codes without one.
 pub fn reason_phrase(code: u16) -> &'static str {
-    match code {
+    known_reason(code).unwrap_or(match code {
+        100..=199 => "Session Progress",
+        200..=299 => "OK",
+        300..=399 => "Redirection",
+        400..=499 => "Request Failure",
+        500..=599 => "Server Failure",
+        _ => "Global Failure",
+    })
+}
+
+fn known_reason(code: u16) -> Option<&'static str> {
+    Some(match code {
         100 => "Trying",
         180 => "Ringing",
         181 => "Call Is Being Forwarded",
@@ -125,13 +136,8 @@ pub fn reason_phrase(code: u16) -> &'static str {
         603 => "Decline",
         604 => "Does Not Exist Anywhere",
         606 => "Not Acceptable",
-        100..=199 => "Session Progress",
-        200..=299 => "OK",
-        300..=399 => "Redirection",
-        400..=499 => "Request Failure",
-        500..=599 => "Server Failure",
-        _ => "Global Failure",
-    }
+        _ => return None,
+    })
 }
 
 /// The `tag` parameter of a From or To header value, if any.

@@ -5,8 +5,10 @@
 mod common;
 
 use common::{extensions, free_port, password, register_lines, Denwa, Sipp};
+use denwa::store::cdr::{CallRecord, Direction, Disposition, Side};
+use denwa::store::Reader;
 use std::process::Child;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const LIMIT: Duration = Duration::from_secs(60);
 const SETUP: &str = "[auth]\nalgorithms = [\"MD5\"]\n\n[calls]\nno_answer_timeout_secs = 5\n\n";

@@ -57,6 +57,12 @@ pub struct Core {
     draining: bool,
 }
 
+fn auth_config(config: &Config) -> crate::auth::AuthConfig {
+    let mut c = crate::auth::AuthConfig::from_settings(&config.sip.domain, &config.auth);
+    c.user_agent = config.sip.user_agent.clone();
+    c
+}
+
 fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -72,15 +78,14 @@ impl Core {
         transports: Transports,
         ctx: CallContext,
     ) -> Self {
+        let mut registrar = registrar;
+        registrar.set_user_agent(config.sip.user_agent.clone());
         Core {
             txl: TransactionLayer::new(crate::sip::transaction::TimerConfig {
                 t1: config.sip.t1,
                 ..Default::default()
             }),
-            auth: Authenticator::new(crate::auth::AuthConfig::from_settings(
-                &config.sip.domain,
-                &config.auth,
-            )),
+            auth: Authenticator::new(auth_config(&config)),
             registrar,
             config,
             store,
@@ -130,6 +135,7 @@ impl Core {
     }
 
     fn housekeeping(&mut self) {
+        self.auth.prune(Instant::now());
         let now_unix = unix_ms() / 1000;
         let gone = self.registrar.purge_expired(now_unix);
         if !gone.is_empty() {
@@ -147,12 +153,9 @@ impl Core {
             CoreInput::Message { msg, peer } => self.txl.handle_message(msg, peer, Instant::now()),
             CoreInput::Reload(config) => {
                 info!("configuration reloaded");
-                self.auth
-                    .reconfigure(crate::auth::AuthConfig::from_settings(
-                        &config.sip.domain,
-                        &config.auth,
-                    ));
+                self.auth.reconfigure(auth_config(&config));
                 self.registrar.reconfigure(config.registrar);
+                self.registrar.set_user_agent(config.sip.user_agent.clone());
                 self.ctx.config = config.clone();
                 self.config = config;
             }

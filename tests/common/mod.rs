@@ -44,6 +44,7 @@ pub fn extensions(from: u32, to: u32) -> String {
 
 pub struct Denwa {
     child: Option<Child>,
+    env: Vec<(String, String)>,
     pub dir: tempfile::TempDir,
     pub sip_port: u16,
     pub http_port: u16,
@@ -53,6 +54,11 @@ pub struct Denwa {
 impl Denwa {
     /// Start denwa with `sections` (TOML: extra tables and extensions).
     pub fn start(sections: &str) -> Denwa {
+        Denwa::start_with_env(sections, &[])
+    }
+
+    /// Like [`Denwa::start`], with extra environment variables.
+    pub fn start_with_env(sections: &str, env: &[(&str, &str)]) -> Denwa {
         let dir = tempfile::tempdir().expect("temp dir");
         let sip_port = free_port();
         let http_port = free_port();
@@ -67,8 +73,13 @@ impl Denwa {
             rtp_base + 99
         );
         std::fs::write(&config, text).expect("write config");
+        let env = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         let mut d = Denwa {
             child: None,
+            env,
             dir,
             sip_port,
             http_port,
@@ -99,6 +110,7 @@ impl Denwa {
         let child = Command::new(env!("CARGO_BIN_EXE_denwa"))
             .args(["run", "--config"])
             .arg(&self.config)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::from(log.try_clone().expect("log fd")))
             .stderr(Stdio::from(log))
             .spawn()

@@ -74,7 +74,11 @@ impl Callee {
 impl Drop for Callee {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
+            // SIGTERM to `timeout` is passed on to SIPp; SIGKILL would
+            // orphan it.
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
             let _ = c.wait();
         }
     }
@@ -127,6 +131,36 @@ fn answered_call_relays_media_both_ways_and_is_recorded() {
         to_caller >= 50.0,
         "callee → caller packets (echo): {to_caller}"
     );
+
+    // The call record, as stored.
+    let rec = last_call_record(&d);
+    assert_eq!((rec.caller.as_str(), rec.callee.as_str()), ("3001", "3002"));
+    assert_eq!(rec.direction, Direction::Internal);
+    assert_eq!(rec.disposition, Disposition::Answered);
+    assert_eq!(rec.hangup_side, Some(Side::Caller));
+    assert_eq!(rec.sip_status, 200);
+    assert!(rec.answered_at_ms.is_some());
+    assert!(
+        rec.talk_ms >= 2500,
+        "talk time {} ms for a 3 s call",
+        rec.talk_ms
+    );
+    assert_eq!(rec.caller_ip.as_deref(), Some("127.0.0.1"));
+}
+
+/// The newest call record in denwa's database (polled: the writer commits
+/// asynchronously).
+fn last_call_record(d: &Denwa) -> CallRecord {
+    let db = d.dir.path().join("data").join("denwa.sqlite");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reader = Reader::open(&db).expect("database");
+        if let Some(rec) = reader.recent_calls(1).expect("query").into_iter().next() {
+            return rec;
+        }
+        assert!(Instant::now() < deadline, "no call record written");
+        std::thread::sleep(Duration::from_millis(50)); // polling a condition, bounded
+    }
 }
 
 #[test]
@@ -142,6 +176,12 @@ fn busy_callee_gives_486() {
         d.wait_metric("denwa_call_attempts_total{disposition=\"busy\"}", 1.0),
         1.0
     );
+    let rec = last_call_record(&d);
+    assert_eq!(
+        (rec.disposition, rec.sip_status, rec.talk_ms),
+        (Disposition::Busy, 486, 0)
+    );
+    assert_eq!(rec.answered_at_ms, None);
 }
 
 #[test]

@@ -375,6 +375,10 @@ impl Call {
                 warn!("caller never acknowledged the answer");
                 self.hang_up_both(Side::System);
             }
+            CallEvent::Shutdown => {
+                info!("hanging up: denwa is stopping");
+                self.hang_up_both(Side::System);
+            }
         }
     }
 
@@ -818,7 +822,7 @@ impl Call {
             }
             Phase::Ringing => {
                 self.cancel_forks(None);
-                self.respond_a(480, vec![], None);
+                self.respond_a(503, vec![], None);
             }
             Phase::Ending => {}
         }

@@ -47,6 +47,8 @@ pub enum CallEvent {
         response: rsip::Response,
         from: Peer,
     },
+    /// denwa is stopping and the grace period is over: hang up.
+    Shutdown,
 }
 
 /// Everything known when a new INVITE has been authenticated.

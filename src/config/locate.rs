@@ -67,6 +67,45 @@ impl Locator {
     }
 }
 
+impl Locator {
+    /// The dotted path of the key that starts at byte `offset`, if any
+    /// (used to name the key of a serde error, which only has a span).
+    pub fn key_at(&self, offset: usize) -> Option<String> {
+        let doc = self.doc.as_ref()?;
+        let mut path = Vec::new();
+        find_key(doc.as_table(), offset, &mut path).then(|| path.join("."))
+    }
+}
+
+fn find_key(table: &dyn TableLike, offset: usize, path: &mut Vec<String>) -> bool {
+    for (key, item) in table.iter() {
+        path.push(key.to_owned());
+        let starts_here = table
+            .key(key)
+            .and_then(|k| k.span())
+            .is_some_and(|span| span.start == offset);
+        if starts_here {
+            return true;
+        }
+        let found = match item {
+            Item::Table(t) => find_key(t, offset, path),
+            Item::Value(toml_edit::Value::InlineTable(t)) => find_key(t, offset, path),
+            Item::ArrayOfTables(a) => a.iter().enumerate().any(|(i, t)| {
+                if let Some(last) = path.last_mut() {
+                    *last = format!("{key}[{i}]");
+                }
+                find_key(t, offset, path)
+            }),
+            _ => false,
+        };
+        if found {
+            return true;
+        }
+        path.pop();
+    }
+    false
+}
+
 /// 1-based line of a byte offset.
 pub fn line_of(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());

@@ -205,12 +205,22 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 /// it are resolved against.
 pub fn parse(text: &str, file: &Path, base: &Path) -> Result<Config, ConfigErrors> {
     let raw: raw::RawConfig = toml::from_str(text).map_err(|e| {
-        let line = e.span().map(|s| locate::line_of(text, s.start));
+        let offset = e.span().map(|s| s.start);
+        // One line per error, whatever the parser's own layout.
+        let message = e
+            .message()
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect::<Vec<_>>()
+            .join(": ");
         ConfigErrors(vec![ConfigError {
             file: file.to_owned(),
-            line,
-            key: String::new(),
-            message: e.message().trim().to_owned(),
+            line: offset.map(|o| locate::line_of(text, o)),
+            key: offset
+                .and_then(|o| locate::Locator::new(text).key_at(o))
+                .unwrap_or_default(),
+            message,
         }])
     })?;
     validate::validate(raw, text, file, base)

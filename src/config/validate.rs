@@ -341,7 +341,10 @@ mod tests {
     fn unknown_key_is_an_error_with_its_line() {
         let e = errors("[sip]\ndomain = \"x\"\nbogus = 1\n");
         assert_eq!(e.len(), 1);
-        assert!(e[0].starts_with("t.toml:3: "), "{e:?}");
+        assert!(
+            e[0].starts_with("t.toml:3: sip.bogus: unknown field `bogus`"),
+            "{e:?}"
+        );
         assert!(e[0].contains("bogus"), "{e:?}");
     }
 
@@ -357,6 +360,24 @@ mod tests {
                 "t.toml:10: extensions[0].password: must be at least 8 characters",
                 "t.toml:13: extensions[1].number: `10a` must be 1 to 15 digits",
             ]
+        );
+    }
+
+    #[test]
+    fn syntax_error_is_one_line_with_its_line_number() {
+        let e = errors("[sip]\ndomain = \"x\"\n[[extensions]\n");
+        assert_eq!(e.len(), 1);
+        assert!(e[0].starts_with("t.toml:3: "), "{e:?}");
+        assert!(!e[0].contains('\n'), "{e:?}");
+    }
+
+    #[test]
+    fn unknown_key_in_an_extension_is_named_with_its_index() {
+        let e = errors("[[extensions]]\nnumber = \"1000\"\npassword = \"longenough\"\n\n[[extensions]]\nnumber = \"1001\"\npasword = \"x\"\n");
+        assert_eq!(e.len(), 1);
+        assert!(
+            e[0].starts_with("t.toml:7: extensions[1].pasword: unknown field"),
+            "{e:?}"
         );
     }
 

@@ -38,6 +38,8 @@ pub enum CoreInput {
     Reload(Arc<Config>),
     /// Stop accepting new calls (SIGTERM).
     Drain,
+    /// The grace period is over: hang up every call.
+    HangUpAll,
 }
 
 const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO, UPDATE";
@@ -160,6 +162,11 @@ impl Core {
                 self.config = config;
             }
             CoreInput::Drain => self.draining = true,
+            CoreInput::HangUpAll => {
+                for tx in self.calls.values() {
+                    let _ = tx.send(CallEvent::Shutdown);
+                }
+            }
         }
         self.flush();
     }

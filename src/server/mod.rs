@@ -160,6 +160,8 @@ pub async fn run(source: ConfigSource, config: Config) -> anyhow::Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    // Reloadable settings this task applies itself.
+    let mut shutdown_grace = config.calls.shutdown_grace;
     loop {
         tokio::select! {
             _ = hup.recv() => {
@@ -169,6 +171,7 @@ pub async fn run(source: ConfigSource, config: Config) -> anyhow::Result<()> {
                         if new.sip.udp != config.sip.udp || new.sip.tcp != config.sip.tcp {
                             warn!("listen addresses changed: they take effect at the next restart");
                         }
+                        shutdown_grace = new.calls.shutdown_grace;
                         let _ = core_tx.send(CoreInput::Reload(Arc::new(new))).await;
                     }
                     Err(errors) => {
@@ -186,9 +189,12 @@ pub async fn run(source: ConfigSource, config: Config) -> anyhow::Result<()> {
 
     info!("stopping: no new calls; waiting for active calls to finish");
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
-    draining.store(true, Ordering::SeqCst);
+    // The core first, then /healthz: once a client sees "draining", the
+    // Drain is queued ahead of anything it sends next, so a new INVITE is
+    // refused with 503.
     let _ = core_tx.send(CoreInput::Drain).await;
-    let deadline = tokio::time::Instant::now() + config.calls.shutdown_grace;
+    draining.store(true, Ordering::SeqCst);
+    let deadline = tokio::time::Instant::now() + shutdown_grace;
     while metrics.calls_active().get() > 0 && tokio::time::Instant::now() < deadline {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
@@ -199,8 +205,15 @@ pub async fn run(source: ConfigSource, config: Config) -> anyhow::Result<()> {
     if metrics.calls_active().get() > 0 {
         warn!(
             active = metrics.calls_active().get(),
-            "shutdown deadline reached with calls still up"
+            "shutdown deadline reached: hanging up the calls still up"
         );
+        let _ = core_tx.send(CoreInput::HangUpAll).await;
+        // BYEs and CANCELs go out now; give the actors a moment to write
+        // their call records.
+        let hangup_deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        while metrics.calls_active().get() > 0 && tokio::time::Instant::now() < hangup_deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
     let _ = http_stop_tx.send(());
     core_task.abort();

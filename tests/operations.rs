@@ -5,7 +5,9 @@
 
 mod common;
 
-use common::{extensions, password, register_lines, Denwa, Sipp};
+use common::{
+    caller_sipp, extensions, password, register_lines, register_users, wait_until, Denwa, Sipp,
+};
 use rusqlite::{Connection, OpenFlags};
 use std::net::{SocketAddr, UdpSocket};
 use std::process::{Child, Command, Stdio};
@@ -17,35 +19,6 @@ const LIMIT: Duration = Duration::from_secs(60);
 const AUTH: &str = "[auth]\nalgorithms = [\"MD5\"]\nlockout_threshold = 1000\n\n";
 const CALLER: u32 = 3001;
 const CALLEE: u32 = 3002;
-
-/// Poll `cond` every 50 ms until it holds or `limit` passes.
-fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50)); // polling a condition, bounded
-    }
-}
-
-fn register(d: &Denwa, users: std::ops::RangeInclusive<u32>, scenario: &str) -> (bool, String) {
-    let count = users.clone().count().to_string();
-    Sipp::new(scenario, &d.sip_addr(), "127.0.0.1")
-        .users(&register_lines(users, password))
-        .key("contact_port", "5999")
-        .arg("-m")
-        .arg(&count)
-        .arg("-r")
-        .arg("50")
-        .arg("-timeout")
-        .arg("10s")
-        .arg("-timeout_error")
-        .run_report(LIMIT)
-}
 
 /// How many lines of denwa's log contain `needle`.
 fn log_count(d: &Denwa, needle: &str) -> usize {
@@ -155,22 +128,8 @@ impl Callee {
 
 /// A SIPp caller in the background dialling the callee; expects `status`.
 fn start_caller(d: &Denwa, status: u16) -> (Child, Sipp) {
-    let sipp = Sipp::new("uac_refused.xml", &d.sip_addr(), "127.0.0.1")
-        .arg("-s")
-        .arg(&CALLEE.to_string())
-        .key("user", &CALLER.to_string())
-        .substitute(
-            "[authentication username=[user] password=[pass]]",
-            &format!(
-                "[authentication username={CALLER} password={}]",
-                password(CALLER)
-            ),
-        )
+    let sipp = caller_sipp(d, "uac_refused.xml", CALLER, &CALLEE.to_string())
         .substitute("[expect]", &status.to_string())
-        .arg("-mp")
-        .arg(&common::free_port().to_string())
-        .arg("-m")
-        .arg("1")
         .arg("-timeout")
         .arg("40s");
     let mut full = vec!["50".to_string(), "sipp".to_string()];
@@ -294,11 +253,11 @@ fn probe_invite(d: &Denwa) -> String {
 #[test]
 fn sighup_applies_a_new_configuration_and_refuses_a_broken_one() {
     let d = Denwa::start(&format!("{AUTH}{}", extensions(5001, 5001)));
-    let (ok, report) = register(&d, 5001..=5001, "register.xml");
+    let (ok, report) = register_users(&d, "127.0.0.1", 5001..=5001, password, "register.xml");
     assert!(ok, "{report}");
 
     // 5002 is unknown: even its right password gets a fresh 401.
-    let (ok, report) = register(&d, 5002..=5002, "register_wrong.xml");
+    let (ok, report) = register_users(&d, "127.0.0.1", 5002..=5002, password, "register_wrong.xml");
     assert!(ok, "an unknown user was not refused: {report}");
     assert_eq!(d.metric("denwa_registrations"), 1.0);
 
@@ -315,7 +274,7 @@ fn sighup_applies_a_new_configuration_and_refuses_a_broken_one() {
         "no reload:\n{}",
         d.log()
     );
-    let (ok, report) = register(&d, 5002..=5002, "register.xml");
+    let (ok, report) = register_users(&d, "127.0.0.1", 5002..=5002, password, "register.xml");
     assert!(ok, "5002 did not register after the reload: {report}");
     assert_eq!(d.wait_metric("denwa_registrations", 2.0), 2.0);
 
@@ -341,7 +300,7 @@ fn sighup_applies_a_new_configuration_and_refuses_a_broken_one() {
     );
     assert_eq!(log_count(&d, "configuration reloaded"), 1);
     assert_eq!(d.http_get("/healthz"), Some((200, "ok".to_owned())));
-    let (ok, report) = register(&d, 5001..=5002, "register.xml");
+    let (ok, report) = register_users(&d, "127.0.0.1", 5001..=5002, password, "register.xml");
     assert!(ok, "registration failed after a refused reload: {report}");
     assert_eq!(d.metric("denwa_registrations"), 2.0);
 }
@@ -468,7 +427,7 @@ fn a_crash_loses_no_committed_registration_or_call_record() {
         extensions(2000, 2009),
         extensions(3001, 3003)
     ));
-    let (ok, report) = register(&d, 2000..=2009, "register.xml");
+    let (ok, report) = register_users(&d, "127.0.0.1", 2000..=2009, password, "register.xml");
     assert!(ok, "{report}");
     assert_eq!(d.wait_metric("denwa_registrations", 10.0), 10.0);
 
@@ -538,6 +497,6 @@ fn a_crash_loses_no_committed_registration_or_call_record() {
         )
     );
     // And it keeps serving: a registered user can register again.
-    let (ok, report) = register(&d, 2000..=2000, "register.xml");
+    let (ok, report) = register_users(&d, "127.0.0.1", 2000..=2000, password, "register.xml");
     assert!(ok, "{report}");
 }

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{extensions, free_port, password, register_lines, Denwa, Sipp};
+use common::{caller_sipp, extensions, free_port, password, register_lines, Denwa, Sipp};
 use denwa::store::cdr::{CallRecord, Direction, Disposition, Side};
 use denwa::store::Reader;
 use std::process::Child;
@@ -85,22 +85,7 @@ impl Drop for Callee {
 }
 
 fn caller(d: &Denwa, scenario: &str, to: &str) -> Sipp {
-    Sipp::new(scenario, &d.sip_addr(), "127.0.0.1")
-        .arg("-s")
-        .arg(to)
-        .key("user", &CALLER.to_string())
-        // SIPp does not expand keys inside its [authentication] keyword.
-        .substitute(
-            "[authentication username=[user] password=[pass]]",
-            &format!(
-                "[authentication username={CALLER} password={}]",
-                password(CALLER)
-            ),
-        )
-        .arg("-mp")
-        .arg(&free_port().to_string())
-        .arg("-m")
-        .arg("1")
+    caller_sipp(d, scenario, CALLER, to)
         .arg("-timeout")
         .arg("30s")
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{extensions, password, register_lines, Denwa, Sipp};
+use common::{extensions, password, register_lines, register_users, Denwa, Sipp};
 use std::time::Duration;
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -11,31 +11,10 @@ const LIMIT: Duration = Duration::from_secs(60);
 /// SIPp's digest support is MD5 only; offer MD5 first for it.
 const MD5: &str = "[auth]\nalgorithms = [\"MD5\"]\nlockout_threshold = 5\n\n";
 
-fn register(
-    d: &Denwa,
-    ip: &str,
-    users: std::ops::RangeInclusive<u32>,
-    pass: impl Fn(u32) -> String,
-    scenario: &str,
-) -> (bool, String) {
-    let count = users.clone().count().to_string();
-    Sipp::new(scenario, &d.sip_addr(), ip)
-        .users(&register_lines(users, pass))
-        .key("contact_port", "5999")
-        .arg("-m")
-        .arg(&count)
-        .arg("-r")
-        .arg("50")
-        .arg("-timeout")
-        .arg("8s")
-        .arg("-timeout_error")
-        .run_report(LIMIT)
-}
-
 #[test]
 fn many_users_register_with_digest_credentials() {
     let d = Denwa::start(&format!("{MD5}{}", extensions(2000, 2099)));
-    let (ok, report) = register(&d, "127.0.0.1", 2000..=2099, password, "register.xml");
+    let (ok, report) = register_users(&d, "127.0.0.1", 2000..=2099, password, "register.xml");
     assert!(ok, "{report}");
     assert_eq!(d.wait_metric("denwa_registrations", 100.0), 100.0);
 }
@@ -44,7 +23,7 @@ fn many_users_register_with_digest_credentials() {
 fn wrong_password_and_unknown_user_get_the_same_fresh_challenge() {
     let d = Denwa::start(&format!("{MD5}{}", extensions(2000, 2001)));
     // Known user, wrong password.
-    let (ok, report) = register(
+    let (ok, report) = register_users(
         &d,
         "127.0.0.3",
         2000..=2000,
@@ -53,7 +32,7 @@ fn wrong_password_and_unknown_user_get_the_same_fresh_challenge() {
     );
     assert!(ok, "{report}");
     // Unknown user: the very same answer.
-    let (ok, report) = register(
+    let (ok, report) = register_users(
         &d,
         "127.0.0.4",
         7000..=7000,
@@ -70,7 +49,7 @@ fn a_guessing_source_is_locked_out_and_others_are_not() {
     let d = Denwa::start(&format!("{MD5}{}", extensions(2000, 2001)));
     // Four wrong guesses from 127.0.0.2: each still gets a fresh challenge.
     for _ in 0..4 {
-        let (ok, report) = register(
+        let (ok, report) = register_users(
             &d,
             "127.0.0.2",
             2000..=2000,
@@ -80,7 +59,7 @@ fn a_guessing_source_is_locked_out_and_others_are_not() {
         assert!(ok, "{report}");
     }
     // The fifth reaches the threshold: no answer any more.
-    let (ok, _) = register(
+    let (ok, _) = register_users(
         &d,
         "127.0.0.2",
         2000..=2000,
@@ -101,14 +80,14 @@ fn a_guessing_source_is_locked_out_and_others_are_not() {
     assert!(!ok, "a locked-out source registered");
     assert!(d.metric("denwa_auth_lockouts_total") >= 1.0);
     // A client elsewhere is unaffected.
-    let (ok, report) = register(&d, "127.0.0.1", 2001..=2001, password, "register.xml");
+    let (ok, report) = register_users(&d, "127.0.0.1", 2001..=2001, password, "register.xml");
     assert!(ok, "{report}");
 }
 
 #[test]
 fn registrations_survive_a_restart() {
     let mut d = Denwa::start(&format!("{MD5}{}", extensions(2000, 2009)));
-    let (ok, report) = register(&d, "127.0.0.1", 2000..=2009, password, "register.xml");
+    let (ok, report) = register_users(&d, "127.0.0.1", 2000..=2009, password, "register.xml");
     assert!(ok, "{report}");
     assert_eq!(d.wait_metric("denwa_registrations", 10.0), 10.0);
     assert!(d.stop().success());

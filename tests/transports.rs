@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{extensions, password, register_lines, Denwa, Sipp};
+use common::{extensions, password, register_lines, wait_until, Denwa, Sipp};
 use rusqlite::{Connection, OpenFlags};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -16,20 +16,6 @@ const LIMIT: Duration = Duration::from_secs(60);
 const MD5: &str = "[auth]\nalgorithms = [\"MD5\"]\n\n";
 /// The largest payload of one IPv4 UDP datagram.
 const MAX_DATAGRAM: usize = 65507;
-
-/// Poll `cond` every 50 ms until it holds or `limit` passes.
-fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50)); // polling a condition, bounded
-    }
-}
 
 /// A port free on [::1] for both UDP and TCP at the time of the call.
 fn free_port_v6() -> u16 {

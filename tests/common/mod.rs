@@ -349,3 +349,61 @@ pub fn register_lines(
         .map(|n| format!("{n};[authentication username={n} password={}];", pass(n)))
         .collect()
 }
+
+/// Poll `cond` every 50 ms until it holds or `limit` passes.
+pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50)); // polling a condition, bounded
+    }
+}
+
+/// Register `users` from `ip` with the SIPp `scenario` (register.xml or
+/// register_wrong.xml); each user's password is `pass(user)`.
+pub fn register_users(
+    d: &Denwa,
+    ip: &str,
+    users: std::ops::RangeInclusive<u32>,
+    pass: impl Fn(u32) -> String,
+    scenario: &str,
+) -> (bool, String) {
+    let count = users.clone().count().to_string();
+    Sipp::new(scenario, &d.sip_addr(), ip)
+        .users(&register_lines(users, pass))
+        .key("contact_port", "5999")
+        .arg("-m")
+        .arg(&count)
+        .arg("-r")
+        .arg("50")
+        .arg("-timeout")
+        .arg("10s")
+        .arg("-timeout_error")
+        .run_report(Duration::from_secs(60))
+}
+
+/// A SIPp caller: extension `from` dials `to` with `scenario`, answering
+/// denwa's 407 with `from`'s password.
+pub fn caller_sipp(d: &Denwa, scenario: &str, from: u32, to: &str) -> Sipp {
+    Sipp::new(scenario, &d.sip_addr(), "127.0.0.1")
+        .arg("-s")
+        .arg(to)
+        .key("user", &from.to_string())
+        // SIPp does not expand keys inside its [authentication] keyword.
+        .substitute(
+            "[authentication username=[user] password=[pass]]",
+            &format!(
+                "[authentication username={from} password={}]",
+                password(from)
+            ),
+        )
+        .arg("-mp")
+        .arg(&free_port().to_string())
+        .arg("-m")
+        .arg("1")
+}

@@ -108,16 +108,11 @@ fn register_over_tcp() {
 fn register_over_ipv6_udp_and_tcp() {
     let (d, v6) = start_dual_stack(&format!("{MD5}{}", extensions(2000, 2002)));
     let target = format!("[::1]:{v6}");
-    // A domain in the Request-URI and From/To; the Via, Contact and the
-    // transport are IPv6.
+    // What phones configured with the server's address send: IPv6 literals
+    // in the Request-URI, From, To, Via and Contact
+    // (`REGISTER sip:[::1]:PORT`, `From: <sip:2000@[::1]>`).
     for (user, transport) in [(2000, "u1"), (2001, "t1")] {
-        let (ok, report) = register(&target, "::1", user..=user, transport)
-            .substitute(
-                "REGISTER sip:[remote_ip]:[remote_port] SIP/2.0",
-                "REGISTER sip:denwa.test SIP/2.0",
-            )
-            .substitute("@[remote_ip]>", "@denwa.test>")
-            .run_report(LIMIT);
+        let (ok, report) = register(&target, "::1", user..=user, transport).run_report(LIMIT);
         assert!(ok, "{transport}: {report}");
     }
     // IPv4 still works beside it.
@@ -425,4 +420,60 @@ fn pipelined_requests_and_garbage_over_tcp() {
     assert!(got.starts_with("SIP/2.0 200 "), "{got}");
     assert_eq!(value(&got, "CSeq", ""), Some("3 OPTIONS"), "{got}");
     assert_eq!(d.metric("denwa_sip_parse_errors_total"), 1.0);
+}
+
+#[test]
+fn call_over_ipv6_with_media_relayed() {
+    let (d, v6) = start_dual_stack(&format!("{MD5}{}", extensions(3001, 3002)));
+    let target = format!("[::1]:{v6}");
+    // The callee: a SIPp UAS on ::1, echoing media, registered over IPv6.
+    let callee_port = free_port_v6();
+    let callee_sipp = Sipp::new("uas.xml", "", "::1");
+    let mut args = callee_sipp.args.clone();
+    args.remove(0);
+    if let Some(i) = args.iter().position(|a| a == "-p") {
+        args[i + 1] = callee_port.to_string();
+    }
+    let mut full = vec!["60".to_string(), "sipp".to_string()];
+    full.extend(args);
+    full.extend(["-mp", &free_port_v6().to_string(), "-m", "1", "-rtp_echo"].map(String::from));
+    let mut callee = std::process::Command::new("timeout")
+        .args(&full)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start sipp callee");
+    let (ok, report) = register(&target, "::1", 3002..=3002, "u1")
+        // (`register` already sets the key; the scenario copy wins.)
+        .substitute("[contact_port]", &callee_port.to_string())
+        .run_report(LIMIT);
+    assert!(ok, "callee registration: {report}");
+    // The caller, over IPv6 too: SDP says `c=IN IP6 ::1`.
+    let (ok, report) = Sipp::new("uac_call.xml", &target, "::1")
+        .arg("-s")
+        .arg("3002")
+        .key("user", "3001")
+        .substitute(
+            "[authentication username=[user] password=[pass]]",
+            &format!("[authentication username=3001 password={}]", password(3001)),
+        )
+        .substitute("[pcap]", "/usr/share/sip-tester/g711a.pcap")
+        .substitute("[hold_ms]", "2000")
+        .arg("-mp")
+        .arg(&free_port_v6().to_string())
+        .arg("-m")
+        .arg("1")
+        .arg("-timeout")
+        .arg("30s")
+        .run_report(LIMIT);
+    let callee_ok = callee.wait().map(|s| s.success()).unwrap_or(false);
+    assert!(ok, "{report}\n{}", d.log());
+    assert!(callee_ok, "the IPv6 callee did not complete its call");
+    assert_eq!(
+        d.wait_metric("denwa_call_attempts_total{disposition=\"answered\"}", 1.0),
+        1.0
+    );
+    assert!(d.metric("denwa_rtp_packets_caller_to_callee_total") >= 50.0);
+    assert!(d.metric("denwa_rtp_packets_callee_to_caller_total") >= 50.0);
 }

@@ -101,7 +101,13 @@ fn target_peer(b: &Binding) -> Peer {
         return peer;
     }
     if let Ok(uri) = rsip::Uri::try_from(b.contact_uri.as_str()) {
-        if let rsip::Host::IpAddr(ip) = uri.host_with_port.host {
+        let ip = match &uri.host_with_port.host {
+            rsip::Host::IpAddr(ip) => Some(*ip),
+            rsip::Host::Domain(name) => {
+                crate::sip::ipv6::masked_addr(&name.to_string()).map(std::net::IpAddr::V6)
+            }
+        };
+        if let Some(ip) = ip {
             if ip == peer.remote.ip() {
                 let port = uri.host_with_port.port.map(|p| *p.value()).unwrap_or(5060);
                 peer.remote = std::net::SocketAddr::new(ip, port);
@@ -287,6 +293,7 @@ impl Call {
             .unwrap_or_default();
         for t in targets {
             let peer = target_peer(&t);
+            debug!(contact = %t.contact_uri, to = %peer.remote, "offering the call");
             let branch = new_branch();
             let domain = &self.ctx.config.sip.domain;
             let Ok(uri) = rsip::Uri::try_from(t.contact_uri.as_str()) else {

@@ -74,7 +74,7 @@ pub fn to_bytes(msg: &rsip::SipMessage) -> Vec<u8> {
             )
         }
     };
-    let mut out = head.into_bytes();
+    let mut out = super::ipv6::unmask(&head).into_owned().into_bytes();
     out.extend_from_slice(body);
     out
 }
@@ -456,7 +456,7 @@ fn write_start_line(out: &mut Vec<u8>, line: &[u8]) -> Result<(), ParseError> {
             }
             out.extend_from_slice(method.as_bytes());
             out.push(b' ');
-            out.extend_from_slice(uri);
+            super::ipv6::mask_into(out, uri);
             out.extend_from_slice(b" SIP/2.0");
         }
         Some(StartLine::Response { code, reason }) => {
@@ -502,10 +502,23 @@ fn split_list(value: &[u8]) -> Vec<&[u8]> {
 /// elements become one Via per line: rsip keeps such a line as a single Via
 /// whose typed form silently drops every element after the first.
 fn write_field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
+    // Digest credentials and challenges are hashed as sent: never rewritten.
+    let is_digest = [
+        "Authorization",
+        "Proxy-Authorization",
+        "WWW-Authenticate",
+        "Proxy-Authenticate",
+    ]
+    .iter()
+    .any(|h| name.eq_ignore_ascii_case(h));
     let mut write = |value: &[u8]| {
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(b": ");
-        out.extend_from_slice(value);
+        if is_digest {
+            out.extend_from_slice(value);
+        } else {
+            super::ipv6::mask_into(out, value);
+        }
         out.extend_from_slice(CRLF);
     };
     let elements = if name.eq_ignore_ascii_case("Via") {

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 
 pub mod dialog;
 pub mod framing;
+pub mod ipv6;
 pub mod message;
 pub mod transaction;
 

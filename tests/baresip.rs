@@ -625,3 +625,44 @@ fn callee_rejecting_gives_the_caller_busy() {
     );
     assert_eq!(d.wait_metric("denwa_calls_active", 0.0), 0.0);
 }
+
+/// RFC 4733: during an answered call the caller presses keys; baresip sends
+/// them as telephone-event RTP packets, denwa relays them, and the callee
+/// reports each key, once and in order.
+#[test]
+fn dtmf_keys_reach_the_callee_as_telephone_events() {
+    const KEYS: [&str; 3] = ["1", "5", "#"];
+    let d = start_denwa();
+    let (mut a, mut b) = two_phones(&d, "auto");
+    dial(&d, &mut a);
+    a.wait_event("CALL_ESTABLISHED");
+    b.wait_event("CALL_ESTABLISHED");
+    // Audio crosses both ways before the first key is pressed.
+    b.wait_received_secs(1);
+    a.wait_received_secs(1);
+
+    let mut heard = Vec::new();
+    for key in KEYS {
+        // `sndcode` presses and releases the key.
+        a.command("sndcode", key);
+        let start = b.wait_event("CALL_DTMF_START");
+        heard.push(json_str(&start, "param"));
+        b.wait_event("CALL_DTMF_END");
+    }
+    assert_eq!(heard, KEYS, "keys the callee reported");
+
+    a.command("hangup", "");
+    a.wait_event("CALL_CLOSED");
+    b.wait_event("CALL_CLOSED");
+    let extra: Vec<&String> = b
+        .events
+        .iter()
+        .filter(|e| json_str(e, "type").starts_with("CALL_DTMF"))
+        .collect();
+    assert!(extra.is_empty(), "keys reported twice: {extra:?}");
+    assert_eq!(
+        d.wait_metric("denwa_call_attempts_total{disposition=\"answered\"}", 1.0),
+        1.0
+    );
+    assert_eq!(d.metric("denwa_rtp_packets_dropped_total"), 0.0);
+}

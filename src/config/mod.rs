@@ -60,7 +60,7 @@ pub struct RegistrarConfig {
     pub default_expires: u32,
 }
 
-/// Digest algorithms denwa offers, in order of preference.
+/// Digest algorithms denwa offers (challenged strongest first, RFC 8760).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DigestAlgorithm {
     Sha256,

@@ -62,7 +62,8 @@ impl Denwa {
         let dir = tempfile::tempdir().expect("temp dir");
         let sip_port = free_port();
         let http_port = free_port();
-        let rtp_base = 20000 + (sip_port % 300) * 100;
+        // Below Linux's ephemeral ports (32768 and up), 100 ports per instance.
+        let rtp_base = 10000 + (sip_port % 220) * 100;
         let config = dir.path().join("denwa.toml");
         let text = format!(
             "[sip]\nudp = [\"127.0.0.1:{sip_port}\"]\ntcp = [\"127.0.0.1:{sip_port}\"]\ndomain = \"denwa.test\"\n\n\

@@ -126,8 +126,17 @@ pub async fn run(source: ConfigSource, config: Config) -> anyhow::Result<()> {
         ctx,
     );
     let core_task = tokio::spawn(core.run(core_rx, cmd_rx));
+    // Datagrams are parsed in the reading task: one reader per core per
+    // socket spreads that work while the SIP core task stays single.
+    let readers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
     for s in udp {
-        tokio::spawn(transport::udp_loop(s, transports.clone(), core_tx.clone()));
+        for _ in 0..readers {
+            tokio::spawn(transport::udp_loop(
+                s.clone(),
+                transports.clone(),
+                core_tx.clone(),
+            ));
+        }
     }
     for l in tcp {
         tokio::spawn(transport::tcp_accept_loop(

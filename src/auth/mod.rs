@@ -39,7 +39,7 @@ pub use digest::{challenge_headers, verify, Algorithm, Credentials, DigestError}
 pub use lockout::{Lockout, LockoutConfig};
 pub use nonce::{NonceIssuer, NonceStatus};
 
-use nonce::{hmac_sha256, NonceCounts};
+use nonce::{HmacKey, NonceCounts};
 
 /// Verified nonces whose nonce-count is remembered (replay protection).
 const NONCE_COUNT_CAPACITY: usize = 4096;
@@ -146,6 +146,7 @@ pub enum AuthOutcome {
 pub struct Authenticator {
     config: AuthConfig,
     secret: [u8; 32],
+    tag_key: HmacKey,
     issuer: NonceIssuer,
     counts: NonceCounts,
     lockout: Lockout,
@@ -174,6 +175,7 @@ impl Authenticator {
             counts: NonceCounts::new(NONCE_COUNT_CAPACITY),
             lockout: Lockout::new(config.lockout.clone()),
             secret,
+            tag_key: HmacKey::new(&secret),
             config,
         }
     }
@@ -351,10 +353,9 @@ impl Authenticator {
             .ok()
             .and_then(|f| tag_of(f.value()))
             .unwrap_or("");
-        let mac = hmac_sha256(
-            &self.secret,
-            &[b"denwa-to-tag", cid.as_bytes(), b"\0", from_tag.as_bytes()],
-        );
+        let mac = self
+            .tag_key
+            .mac(&[b"denwa-to-tag", cid.as_bytes(), b"\0", from_tag.as_bytes()]);
         hex::encode(&mac[..8])
     }
 }

@@ -31,23 +31,51 @@ const NONCE_HEX_LEN: usize = 2 * (HEADER_LEN + TAG_LEN);
 /// SHA-256 block size, for HMAC padding.
 const BLOCK: usize = 64;
 
+/// An HMAC-SHA-256 key (RFC 2104) with its padded inner and outer blocks
+/// hashed once: each MAC then costs two compressions instead of four.
+#[derive(Clone)]
+pub(crate) struct HmacKey {
+    inner: Sha256,
+    outer: Sha256,
+}
+
+impl std::fmt::Debug for HmacKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HmacKey(..)")
+    }
+}
+
+impl HmacKey {
+    pub(crate) fn new(key: &[u8; 32]) -> Self {
+        let mut ipad = [0x36u8; BLOCK];
+        let mut opad = [0x5cu8; BLOCK];
+        for ((i, o), k) in ipad.iter_mut().zip(opad.iter_mut()).zip(key.iter()) {
+            *i ^= k;
+            *o ^= k;
+        }
+        let mut inner = Sha256::new();
+        inner.update(ipad);
+        let mut outer = Sha256::new();
+        outer.update(opad);
+        HmacKey { inner, outer }
+    }
+
+    /// The MAC of the concatenation of `parts`.
+    pub(crate) fn mac(&self, parts: &[&[u8]]) -> [u8; 32] {
+        let mut inner = self.inner.clone();
+        for p in parts {
+            inner.update(p);
+        }
+        let mut outer = self.outer.clone();
+        outer.update(inner.finalize());
+        outer.finalize().into()
+    }
+}
+
 /// HMAC-SHA-256 over the concatenation of `parts` (RFC 2104).
+#[cfg(test)]
 pub(crate) fn hmac_sha256(key: &[u8; 32], parts: &[&[u8]]) -> [u8; 32] {
-    let mut ipad = [0x36u8; BLOCK];
-    let mut opad = [0x5cu8; BLOCK];
-    for ((i, o), k) in ipad.iter_mut().zip(opad.iter_mut()).zip(key.iter()) {
-        *i ^= k;
-        *o ^= k;
-    }
-    let mut inner = Sha256::new();
-    inner.update(ipad);
-    for p in parts {
-        inner.update(p);
-    }
-    let mut outer = Sha256::new();
-    outer.update(opad);
-    outer.update(inner.finalize());
-    outer.finalize().into()
+    HmacKey::new(key).mac(parts)
 }
 
 /// Compare two byte strings without an early exit on the first difference.
@@ -73,7 +101,7 @@ pub enum NonceStatus {
 /// Issues and checks stateless nonces.
 #[derive(Debug, Clone)]
 pub struct NonceIssuer {
-    secret: [u8; 32],
+    key: HmacKey,
     ttl: Duration,
     /// Makes nonces issued in the same millisecond distinct.
     sequence: u32,
@@ -82,7 +110,7 @@ pub struct NonceIssuer {
 impl NonceIssuer {
     pub fn new(secret: [u8; 32], ttl: Duration) -> Self {
         NonceIssuer {
-            secret,
+            key: HmacKey::new(&secret),
             ttl,
             sequence: 0,
         }
@@ -131,7 +159,7 @@ impl NonceIssuer {
     }
 
     fn tag(&self, header: &[u8; HEADER_LEN]) -> [u8; TAG_LEN] {
-        let full = hmac_sha256(&self.secret, &[b"denwa-nonce", header]);
+        let full = self.key.mac(&[b"denwa-nonce", header]);
         let mut tag = [0u8; TAG_LEN];
         tag.copy_from_slice(&full[..TAG_LEN]);
         tag

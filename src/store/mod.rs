@@ -5,8 +5,9 @@
 //! change) is a [`WriteOp`] sent over an unbounded channel: sending never
 //! blocks nor awaits, so signalling code can persist state from its hot path.
 //! The writer thread drains whatever is queued and commits it in one
-//! transaction; each operation runs in its own savepoint so one bad row is
-//! logged and skipped without losing the rest of the batch.
+//! transaction; each operation is one SQL statement, which SQLite undoes
+//! alone when it fails, so one bad row is logged and skipped without losing
+//! the rest of the batch.
 //!
 //! Reads go through a [`Reader`], which opens its own connection and offers a
 //! blocking API (async callers use `tokio::task::spawn_blocking`).
@@ -57,7 +58,7 @@ pub enum StoreError {
     Spawn(#[source] std::io::Error),
 }
 
-/// One queued write. Applied by the writer thread inside a savepoint.
+/// One queued write: a single SQL statement, applied by the writer thread.
 #[derive(Debug, Clone, PartialEq)]
 pub enum WriteOp {
     RecordCall(CallRecord),
@@ -324,12 +325,12 @@ fn writer_loop(mut conn: Connection, rx: Receiver<Command>, failed: Arc<AtomicU6
     tracing::debug!("store writer stopped");
 }
 
-/// Apply `writes` in one transaction, each in its own savepoint. Returns
+/// Apply `writes` in one transaction (a failing write is skipped). Returns
 /// how many writes were lost (failed individually, or all of them when the
 /// transaction could not be committed).
 fn commit_batch(conn: &mut Connection, writes: &[WriteOp]) -> u64 {
     let total = u64::try_from(writes.len()).unwrap_or(u64::MAX);
-    let mut tx = match conn.transaction() {
+    let tx = match conn.transaction() {
         Ok(tx) => tx,
         Err(err) => {
             tracing::error!(%err, writes = total, "store: cannot begin transaction; batch lost");
@@ -338,7 +339,10 @@ fn commit_batch(conn: &mut Connection, writes: &[WriteOp]) -> u64 {
     };
     let mut failed = 0u64;
     for op in writes {
-        if let Err(err) = apply_in_savepoint(&mut tx, op) {
+        // Every write is one SQL statement, and SQLite undoes a failing
+        // statement alone: the transaction and the other writes go on, so
+        // no savepoint per write is needed.
+        if let Err(err) = op.apply(&tx) {
             tracing::warn!(%err, op = op.name(), "store: write failed and was skipped");
             failed = failed.saturating_add(1);
         }
@@ -350,12 +354,6 @@ fn commit_batch(conn: &mut Connection, writes: &[WriteOp]) -> u64 {
             total
         }
     }
-}
-
-fn apply_in_savepoint(tx: &mut rusqlite::Transaction<'_>, op: &WriteOp) -> rusqlite::Result<()> {
-    let sp = tx.savepoint()?;
-    op.apply(&sp)?;
-    sp.commit()
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@
 //! This module owns nonce syntax and keyed tags; it must not read the clock
 //! (time is a parameter) nor know anything about SIP.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -188,6 +188,9 @@ pub struct NonceCounts {
     max_tracked: usize,
     /// nonce → (issued at unix ms, highest nc accepted)
     seen: HashMap<String, (u64, u32)>,
+    /// The nonces of `seen` in the order they were first accepted, oldest
+    /// first: eviction takes from the front, so it costs O(1) per nonce.
+    order: VecDeque<String>,
 }
 
 impl NonceCounts {
@@ -195,6 +198,7 @@ impl NonceCounts {
         NonceCounts {
             max_tracked: max_tracked.max(1),
             seen: HashMap::new(),
+            order: VecDeque::new(),
         }
     }
 
@@ -216,6 +220,7 @@ impl NonceCounts {
             self.make_room(now_unix_ms, ttl);
         }
         self.seen.insert(nonce.to_owned(), (issued, nc));
+        self.order.push_back(nonce.to_owned());
         true
     }
 
@@ -228,21 +233,20 @@ impl NonceCounts {
         self.seen.is_empty()
     }
 
-    /// Drop stale nonces; if still full, drop the oldest one.
+    /// Drop the oldest nonces while they are stale or the map is full.
     fn make_room(&mut self, now_unix_ms: u64, ttl: Duration) {
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-        self.seen
-            .retain(|_, (issued, _)| now_unix_ms.saturating_sub(*issued) <= ttl_ms);
-        while self.seen.len() >= self.max_tracked {
-            let oldest = self
+        while let Some(front) = self.order.front() {
+            let stale = self
                 .seen
-                .iter()
-                .min_by_key(|(_, (issued, _))| *issued)
-                .map(|(k, _)| k.clone());
-            match oldest {
-                Some(k) => self.seen.remove(&k),
-                None => break,
-            };
+                .get(front)
+                .is_none_or(|(issued, _)| now_unix_ms.saturating_sub(*issued) > ttl_ms);
+            if !stale && self.seen.len() < self.max_tracked {
+                break;
+            }
+            if let Some(oldest) = self.order.pop_front() {
+                self.seen.remove(&oldest);
+            }
         }
     }
 }

@@ -55,6 +55,8 @@ impl Binding {
 #[derive(Debug, Clone, Default)]
 pub struct Location {
     aors: HashMap<String, Vec<Binding>>,
+    /// Sum of the lengths of `aors`' vectors, kept so `count` is O(1).
+    bindings: usize,
 }
 
 impl Location {
@@ -86,7 +88,10 @@ impl Location {
             .find(|b| b.contact_uri == binding.contact_uri)
         {
             Some(existing) => *existing = binding,
-            None => bindings.push(binding),
+            None => {
+                bindings.push(binding);
+                self.bindings += 1;
+            }
         }
     }
 
@@ -98,6 +103,7 @@ impl Location {
         let before = bindings.len();
         bindings.retain(|b| b.contact_uri != contact_uri);
         let removed = bindings.len() != before;
+        self.bindings -= before - bindings.len();
         if bindings.is_empty() {
             self.aors.remove(user);
         }
@@ -106,7 +112,9 @@ impl Location {
 
     /// Remove every binding of `user`; returns how many there were.
     pub fn remove_all(&mut self, user: &str) -> usize {
-        self.aors.remove(user).map(|bs| bs.len()).unwrap_or(0)
+        let n = self.aors.remove(user).map(|bs| bs.len()).unwrap_or(0);
+        self.bindings -= n;
+        n
     }
 
     /// Drop the bindings expired at `now_unix`; returns (user, contact URI)
@@ -123,12 +131,17 @@ impl Location {
             });
             !bindings.is_empty()
         });
+        self.bindings -= gone.len();
         gone
     }
 
     /// Number of stored bindings (expired ones count until purged).
     pub fn count(&self) -> usize {
-        self.aors.values().map(Vec::len).sum()
+        debug_assert_eq!(
+            self.bindings,
+            self.aors.values().map(Vec::len).sum::<usize>()
+        );
+        self.bindings
     }
 
     /// Number of addresses of record with at least one stored binding.

@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{extensions, free_port, password, run_bounded, Denwa};
+use common::{extensions, free_port, password, run_bounded, wait_exit, Denwa};
 use std::collections::VecDeque;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -424,17 +424,6 @@ impl Drop for Phone {
             eprintln!("---- baresip {} log ----\n{}", self.number, self.log());
         }
     }
-}
-
-fn wait_exit(child: &mut Child, limit: Duration) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50)); // polling a condition, bounded
-    }
-    false
 }
 
 /// The samples of a complete 8 kHz mono 16-bit PCM WAV file; None while the

@@ -6,7 +6,8 @@
 mod common;
 
 use common::{
-    caller_sipp, extensions, password, register_lines, register_users, wait_until, Denwa, Sipp,
+    caller_sipp, extensions, header, password, register_lines, register_users, wait_until, Denwa,
+    Sipp,
 };
 use rusqlite::{Connection, OpenFlags};
 use std::net::{SocketAddr, UdpSocket};
@@ -51,22 +52,6 @@ fn wait_exited(pid: u32, limit: Duration) -> bool {
             Err(_) => true,
         }
     })
-}
-
-/// The value of header `name` (full or compact form) in a SIP message.
-fn header<'a>(msg: &'a str, name: &str, compact: &str) -> Vec<&'a str> {
-    msg.split("\r\n\r\n")
-        .next()
-        .unwrap_or_default()
-        .lines()
-        .skip(1)
-        .filter(|l| {
-            l.split_once(':').is_some_and(|(n, _)| {
-                let n = n.trim();
-                n.eq_ignore_ascii_case(name) || n.eq_ignore_ascii_case(compact)
-            })
-        })
-        .collect()
 }
 
 /// A minimal SIP callee on a plain UDP socket, so the test decides when the

@@ -18,7 +18,7 @@
 
 mod common;
 
-use common::{extensions, free_port, password, Denwa};
+use common::{extensions, free_port, password, wait_exit, Denwa};
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -248,17 +248,6 @@ impl Drop for Linphone {
             eprintln!("---- linphone log (SIP) ----\n{}", self.sip_lines());
         }
     }
-}
-
-fn wait_exit(child: &mut Child, limit: Duration) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50)); // polling a condition, bounded
-    }
-    false
 }
 
 /// Register, check what was offered and answered, then quit: the client's

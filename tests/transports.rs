@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{extensions, password, register_lines, wait_until, Denwa, Sipp};
+use common::{extensions, header, password, register_lines, wait_until, Denwa, Sipp};
 use rusqlite::{Connection, OpenFlags};
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -142,21 +142,6 @@ fn register_over_ipv6_udp_and_tcp() {
         via.first().is_some_and(|v| v.contains("[::1]:")),
         "{answer}"
     );
-}
-
-fn header<'a>(msg: &'a str, name: &str, compact: &str) -> Vec<&'a str> {
-    msg.split("\r\n\r\n")
-        .next()
-        .unwrap_or_default()
-        .lines()
-        .skip(1)
-        .filter(|l| {
-            l.split_once(':').is_some_and(|(n, _)| {
-                let n = n.trim();
-                n.eq_ignore_ascii_case(name) || (!compact.is_empty() && n == compact)
-            })
-        })
-        .collect()
 }
 
 /// The value of the first header `name`/`compact`.

@@ -408,3 +408,26 @@ pub fn caller_sipp(d: &Denwa, scenario: &str, from: u32, to: &str) -> Sipp {
         .arg("-m")
         .arg("1")
 }
+
+/// Wait (bounded) for a child process to exit; true when it did.
+pub fn wait_exit(child: &mut Child, limit: Duration) -> bool {
+    wait_until(limit, || matches!(child.try_wait(), Ok(Some(_))))
+}
+
+/// The lines of header `name` (or its compact form; "" for none) in the
+/// head of a SIP message.
+pub fn header<'a>(msg: &'a str, name: &str, compact: &str) -> Vec<&'a str> {
+    msg.split("\r\n\r\n")
+        .next()
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            l.split_once(':').is_some_and(|(n, _)| {
+                let n = n.trim();
+                n.eq_ignore_ascii_case(name)
+                    || (!compact.is_empty() && n.eq_ignore_ascii_case(compact))
+            })
+        })
+        .collect()
+}

@@ -299,3 +299,21 @@ fn retransmissions_are_absorbed_and_hold_passes_through() {
         );
     }
 }
+
+#[test]
+fn offer_without_pcmu_or_pcma_gets_488() {
+    let d = start();
+    // Registered, so only the codec can be the reason; it never rings.
+    let _callee = Callee::start(&d, "uas.xml", CALLEE, &[]);
+    let (ok, report) = caller(&d, "uac_refused.xml", &CALLEE.to_string())
+        .substitute("[expect]", "488")
+        .substitute("RTP/AVP 8 101", "RTP/AVP 18 101")
+        .substitute("a=rtpmap:8 PCMA/8000", "a=rtpmap:18 G729/8000")
+        .run_report(LIMIT);
+    assert!(ok, "{report}");
+    let rec = last_call_record(&d);
+    assert_eq!(
+        (rec.disposition, rec.sip_status),
+        (Disposition::Failed, 488)
+    );
+}

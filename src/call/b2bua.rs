@@ -245,16 +245,10 @@ impl Call {
                 return self.reject(488, Disposition::Failed);
             }
         };
-        if sdp::rewrite_for_relay(
-            &offer,
-            "0.0.0.0:0"
-                .parse()
-                .unwrap_or(std::net::SocketAddr::from(([0, 0, 0, 0], 0))),
-            0,
-            0,
-        )
-        .is_err()
-        {
+        // Refuse an offer without PCMU or PCMA before any port is bound.
+        let supported = sdp::remote_media(&offer)
+            .is_some_and(|m| m.payload_types.iter().any(|pt| *pt == 0 || *pt == 8));
+        if !supported {
             return self.reject(488, Disposition::Failed);
         }
         let a_remote = sdp::remote_media(&offer).map(|m| m.addr);

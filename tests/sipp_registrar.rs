@@ -94,3 +94,67 @@ fn registrations_survive_a_restart() {
     d.restart();
     assert_eq!(d.metric("denwa_registrations"), 10.0);
 }
+
+/// One registration of `user` through a copy of register.xml changed by
+/// `edits` (pairs of text to replace).
+fn register_edited(d: &Denwa, user: u32, edits: &[(&str, &str)]) -> (bool, String) {
+    let mut sipp = Sipp::new("register.xml", &d.sip_addr(), "127.0.0.1")
+        .users(&register_lines(user..=user, password));
+    for (from, to) in edits {
+        sipp = sipp.substitute(from, to);
+    }
+    sipp.key("contact_port", "5999")
+        .arg("-m")
+        .arg("1")
+        .arg("-timeout")
+        .arg("8s")
+        .arg("-timeout_error")
+        .run_report(LIMIT)
+}
+
+#[test]
+fn expires_below_the_minimum_gets_423_and_unregister_removes_bindings() {
+    let d = Denwa::start(&format!("{MD5}{}", extensions(2000, 2001)));
+    // 10 s is below min_expires (60): 423 Interval Too Brief.
+    let (ok, report) = register_edited(
+        &d,
+        2000,
+        &[
+            ("Expires: 600", "Expires: 10"),
+            (
+                "<recv response=\"200\" rtd=\"true\"/>",
+                "<recv response=\"423\"/>",
+            ),
+        ],
+    );
+    assert!(ok, "{report}");
+    assert_eq!(d.metric("denwa_registrations"), 0.0);
+
+    // Register, then unregister with Expires: 0.
+    let (ok, report) = register_edited(&d, 2000, &[]);
+    assert!(ok, "{report}");
+    assert_eq!(d.wait_metric("denwa_registrations", 1.0), 1.0);
+    let (ok, report) = register_edited(&d, 2000, &[("Expires: 600", "Expires: 0")]);
+    assert!(ok, "{report}");
+    assert_eq!(d.wait_metric("denwa_registrations", 0.0), 0.0);
+
+    // Two contacts, then `Contact: *` with Expires: 0 removes both.
+    let (ok, report) = register_edited(&d, 2001, &[]);
+    assert!(ok, "{report}");
+    let (ok, report) = register_edited(&d, 2001, &[("[contact_port]", "5998")]);
+    assert!(ok, "{report}");
+    assert_eq!(d.wait_metric("denwa_registrations", 2.0), 2.0);
+    let (ok, report) = register_edited(
+        &d,
+        2001,
+        &[
+            ("Expires: 600", "Expires: 0"),
+            (
+                "Contact: <sip:[field0]@[local_ip]:[contact_port]>",
+                "Contact: *",
+            ),
+        ],
+    );
+    assert!(ok, "{report}");
+    assert_eq!(d.wait_metric("denwa_registrations", 0.0), 0.0);
+}

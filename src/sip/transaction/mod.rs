@@ -35,12 +35,14 @@ use super::{Peer, Transmit};
 
 mod client;
 mod server;
+mod shards;
 #[cfg(test)]
 mod tests;
 mod timers;
 
 use client::ClientTransaction;
 use server::{AckMatch, ServerTransaction};
+use shards::ShardedMap;
 use timers::{TimerSlot, Timers};
 
 /// The branch prefix of RFC 3261-compliant clients (§8.1.1.7).
@@ -184,9 +186,9 @@ impl Context {
 pub struct TransactionLayer {
     ctx: Context,
     clients: HashMap<TransactionKey, ClientTransaction>,
-    servers: HashMap<TransactionKey, ServerTransaction>,
+    servers: ShardedMap<TransactionKey, ServerTransaction>,
     /// Server INVITE transactions in Accepted, by what their 2xx's ACK carries.
-    accepted: HashMap<AckMatch, TransactionKey>,
+    accepted: ShardedMap<AckMatch, TransactionKey>,
 }
 
 /// A fresh branch: the magic cookie followed by 20 random alphanumerics.
@@ -207,8 +209,8 @@ impl TransactionLayer {
                 events: VecDeque::new(),
             },
             clients: HashMap::new(),
-            servers: HashMap::new(),
-            accepted: HashMap::new(),
+            servers: ShardedMap::default(),
+            accepted: ShardedMap::default(),
         }
     }
 

@@ -6,7 +6,9 @@
 //! Owns no transaction state and never reads the clock: every deadline is
 //! computed from a `now` handed in by the caller.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use super::shards::ShardedMap;
 use std::time::{Duration, Instant};
 
 use super::{TimerConfig, TransactionKey};
@@ -119,7 +121,7 @@ impl TimerSlot {
 /// Armed timers of every transaction, ordered by deadline.
 #[derive(Debug, Default)]
 pub(super) struct Timers {
-    armed: HashMap<TransactionKey, [Option<Instant>; 2]>,
+    armed: ShardedMap<TransactionKey, [Option<Instant>; 2]>,
     queue: BTreeSet<(Instant, TransactionKey, TimerSlot)>,
 }
 
@@ -218,7 +220,7 @@ mod unit {
         timers.disarm_all(&b);
         assert_eq!(timers.next_deadline(), None);
         assert_eq!(timers.len(), 0);
-        assert!(timers.armed.is_empty(), "no bookkeeping left behind");
+        assert_eq!(timers.armed.len(), 0, "no bookkeeping left behind");
     }
 
     #[test]

@@ -71,7 +71,6 @@ struct Call {
     relayed: Vec<(String, Relayed)>,
     started_ms: i64,
     answered_ms: Option<i64>,
-    ringing_ms: Option<i64>,
     disposition: Disposition,
     hangup_side: Option<Side>,
     sip_status: u16,
@@ -151,7 +150,6 @@ pub(super) async fn run(
         relayed: Vec::new(),
         started_ms: now_ms(),
         answered_ms: None,
-        ringing_ms: None,
         disposition: Disposition::Failed,
         hangup_side: None,
         sip_status: 0,
@@ -586,7 +584,6 @@ impl Call {
         if self.phase != Phase::Ringing {
             return;
         }
-        self.ringing_ms.get_or_insert_with(now_ms);
         let code = resp.status_code.code();
         let body = if code == 183 && !resp.body.is_empty() {
             self.rewrite(&resp.body, false)

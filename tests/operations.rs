@@ -11,7 +11,7 @@ use common::{
 };
 use rusqlite::{Connection, OpenFlags};
 use std::net::{SocketAddr, UdpSocket};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -20,6 +20,19 @@ const LIMIT: Duration = Duration::from_secs(60);
 const AUTH: &str = "[auth]\nalgorithms = [\"MD5\"]\nlockout_threshold = 1000\n\n";
 const CALLER: u32 = 3001;
 const CALLEE: u32 = 3002;
+
+/// SIGHUP, then wait (bounded) until the log shows the `nth` successful reload.
+fn reload(d: &Denwa, nth: usize) {
+    d.signal("HUP");
+    assert!(
+        wait_until(Duration::from_secs(10), || log_count(
+            d,
+            "configuration reloaded"
+        ) == nth),
+        "no reload:\n{}",
+        d.log()
+    );
+}
 
 /// How many lines of denwa's log contain `needle`.
 fn log_count(d: &Denwa, needle: &str) -> usize {
@@ -117,15 +130,7 @@ fn start_caller(d: &Denwa, status: u16) -> (Child, Sipp) {
         .substitute("[expect]", &status.to_string())
         .arg("-timeout")
         .arg("40s");
-    let mut full = vec!["50".to_string(), "sipp".to_string()];
-    full.extend(sipp.args.iter().cloned());
-    let child = Command::new("timeout")
-        .args(&full)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start sipp caller");
+    let child = sipp.spawn(Duration::from_secs(50));
     (child, sipp)
 }
 
@@ -167,8 +172,7 @@ impl RingingCall {
     fn caller_result(&mut self) -> (bool, String) {
         let mut child = self.caller.take().expect("caller running");
         let status = child.wait().expect("wait sipp");
-        let errors =
-            std::fs::read_to_string(self.sipp.dir.path().join("errors.log")).unwrap_or_default();
+        let errors = self.sipp.errors();
         (status.success(), format!("caller exit {status}:\n{errors}"))
     }
 }
@@ -250,15 +254,7 @@ fn sighup_applies_a_new_configuration_and_refuses_a_broken_one() {
     let good = std::fs::read_to_string(&d.config).expect("config");
     let with_5002 = format!("{good}\n{}", extensions(5002, 5002));
     std::fs::write(&d.config, &with_5002).expect("write config");
-    d.signal("HUP");
-    assert!(
-        wait_until(Duration::from_secs(10), || log_count(
-            &d,
-            "configuration reloaded"
-        ) == 1),
-        "no reload:\n{}",
-        d.log()
-    );
+    reload(&d, 1);
     let (ok, report) = register_users(&d, "127.0.0.1", 5002..=5002, password, "register.xml");
     assert!(ok, "5002 did not register after the reload: {report}");
     assert_eq!(d.wait_metric("denwa_registrations", 2.0), 2.0);
@@ -367,15 +363,7 @@ fn sigterm_stops_at_the_grace_deadline_with_a_call_still_up() {
     );
     assert_ne!(text, short);
     std::fs::write(&d.config, short).expect("write config");
-    d.signal("HUP");
-    assert!(
-        wait_until(Duration::from_secs(10), || log_count(
-            &d,
-            "configuration reloaded"
-        ) == 1),
-        "no reload:\n{}",
-        d.log()
-    );
+    reload(&d, 1);
     // At the deadline the ringing call is ended: 503 to the caller, CANCEL
     // to the callee.
     let mut call = RingingCall::start(&d, 503);

@@ -25,25 +25,15 @@ impl Callee {
     fn start(d: &Denwa, scenario: &str, user: u32, extra: &[&str]) -> Callee {
         let port = free_port();
         let media = free_port();
-        let mut sipp = Sipp::new(scenario, "", "127.0.0.1");
-        // Replace the port chosen by Sipp::new with ours, drop the empty target.
-        sipp.args.remove(0);
-        if let Some(i) = sipp.args.iter().position(|a| a == "-p") {
-            sipp.args[i + 1] = port.to_string();
-        }
-        let mut sipp = sipp.arg("-mp").arg(&media.to_string()).arg("-m").arg("1");
+        let mut sipp = Sipp::uas(scenario, "127.0.0.1", port)
+            .arg("-mp")
+            .arg(&media.to_string())
+            .arg("-m")
+            .arg("1");
         for a in extra {
             sipp = sipp.arg(a);
         }
-        let mut full = vec!["60".to_string(), "sipp".to_string()];
-        full.extend(sipp.args.iter().cloned());
-        let child = std::process::Command::new("timeout")
-            .args(&full)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start sipp callee");
+        let child = sipp.spawn(LIMIT);
         // Register the callee's contact (its own port) at denwa.
         let (ok, report) = Sipp::new("register.xml", &d.sip_addr(), "127.0.0.1")
             .users(&register_lines(user..=user, password))
@@ -62,8 +52,7 @@ impl Callee {
     fn finish(mut self) -> (bool, String) {
         let mut child = self.child.take().expect("running");
         let status = child.wait().expect("wait sipp");
-        let errors =
-            std::fs::read_to_string(self.sipp.dir.path().join("errors.log")).unwrap_or_default();
+        let errors = self.sipp.errors();
         (
             status.success(),
             format!("callee exit {status}; errors:\n{errors}"),

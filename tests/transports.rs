@@ -413,22 +413,13 @@ fn call_over_ipv6_with_media_relayed() {
     let target = format!("[::1]:{v6}");
     // The callee: a SIPp UAS on ::1, echoing media, registered over IPv6.
     let callee_port = free_port_v6();
-    let callee_sipp = Sipp::new("uas.xml", "", "::1");
-    let mut args = callee_sipp.args.clone();
-    args.remove(0);
-    if let Some(i) = args.iter().position(|a| a == "-p") {
-        args[i + 1] = callee_port.to_string();
-    }
-    let mut full = vec!["60".to_string(), "sipp".to_string()];
-    full.extend(args);
-    full.extend(["-mp", &free_port_v6().to_string(), "-m", "1", "-rtp_echo"].map(String::from));
-    let mut callee = std::process::Command::new("timeout")
-        .args(&full)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start sipp callee");
+    let mut callee = Sipp::uas("uas.xml", "::1", callee_port)
+        .arg("-mp")
+        .arg(&free_port_v6().to_string())
+        .arg("-m")
+        .arg("1")
+        .arg("-rtp_echo")
+        .spawn(LIMIT);
     let (ok, report) = register(&target, "::1", 3002..=3002, "u1")
         // (`register` already sets the key; the scenario copy wins.)
         .substitute("[contact_port]", &callee_port.to_string())

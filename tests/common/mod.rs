@@ -267,22 +267,48 @@ pub struct Sipp {
 impl Sipp {
     /// SIPp with scenario `name` against `target`, bound to `ip`:free port.
     pub fn new(name: &str, target: &str, ip: &str) -> Sipp {
+        let mut sipp = Sipp::uas(name, ip, free_port());
+        sipp.args.insert(0, target.to_owned());
+        sipp
+    }
+
+    /// SIPp with scenario `name` waiting for requests on `ip`:`port` (a
+    /// callee: no target).
+    pub fn uas(name: &str, ip: &str, port: u16) -> Sipp {
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port().to_string();
         let args = vec![
-            target.to_owned(),
             "-sf".into(),
             scenario(name),
             "-i".into(),
             ip.into(),
             "-p".into(),
-            port,
+            port.to_string(),
             "-nostdin".into(),
             "-trace_err".into(),
             "-error_file".into(),
             dir.path().join("errors.log").display().to_string(),
         ];
         Sipp { args, dir }
+    }
+
+    /// Start in the background under `timeout` (output discarded; errors go
+    /// to [`Sipp::errors`]). Stop it with SIGTERM to the returned child,
+    /// which `timeout` passes on to SIPp.
+    pub fn spawn(&self, limit: Duration) -> Child {
+        let mut full = vec![limit.as_secs().max(1).to_string(), "sipp".to_owned()];
+        full.extend(self.args.iter().cloned());
+        Command::new("timeout")
+            .args(&full)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start sipp")
+    }
+
+    /// What SIPp wrote to its error file so far.
+    pub fn errors(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("errors.log")).unwrap_or_default()
     }
 
     pub fn arg(mut self, a: &str) -> Sipp {
@@ -327,8 +353,7 @@ impl Sipp {
     /// Run and describe the result for an assertion message.
     pub fn run_report(&self, limit: Duration) -> (bool, String) {
         let out = self.run(limit);
-        let errors =
-            std::fs::read_to_string(self.dir.path().join("errors.log")).unwrap_or_default();
+        let errors = self.errors();
         let report = format!(
             "sipp {:?}\nexit: {}\nstdout:\n{}\nstderr:\n{}\nerrors:\n{}",
             self.args,

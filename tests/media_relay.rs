@@ -5,7 +5,9 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use denwa::media::{Direction, Leg, MediaEndpoint, PortAllocator, Relay, RelayHandle};
+use denwa::media::{
+    Direction, Leg, MediaEndpoint, PortAllocator, Relay, RelayHandle, RelayMetrics,
+};
 use rtp_rs::{RtpPacketBuilder, Seq};
 use tokio::net::UdpSocket;
 use tokio::time::timeout;
@@ -45,6 +47,7 @@ async fn recv(socket: &UdpSocket) -> (Vec<u8>, SocketAddr) {
 struct Call {
     ports: PortAllocator,
     relay: RelayHandle,
+    metrics: RelayMetrics,
     a: SocketAddr,
     b: SocketAddr,
 }
@@ -53,9 +56,16 @@ struct Call {
 async fn call(ports: PortAllocator, a_sdp: SocketAddr, b_sdp: SocketAddr) -> Call {
     let ea = MediaEndpoint::bind(LOOPBACK, &ports).await.unwrap();
     let eb = MediaEndpoint::bind(LOOPBACK, &ports).await.unwrap();
-    let relay = Relay::start(ea, eb, Some(a_sdp), Some(b_sdp));
+    let metrics = RelayMetrics::default();
+    let relay = Relay::start(ea, eb, Some(a_sdp), Some(b_sdp), metrics.clone());
     let (a, b) = (relay.local_rtp_addr(Leg::A), relay.local_rtp_addr(Leg::B));
-    Call { ports, relay, a, b }
+    Call {
+        ports,
+        relay,
+        metrics,
+        a,
+        b,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,6 +103,10 @@ async fn relays_rtp_byte_identical_both_ways() {
     assert!(stats.a.last_seen.is_some() && stats.b.last_seen.is_some());
     assert!(stats.a.latched && stats.b.latched);
     assert_eq!(stats.a.remote, Some(phone_a.local_addr().unwrap()));
+    // The appliance-wide counters are current while the call runs.
+    assert_eq!((c.metrics.a_to_b.get(), c.metrics.b_to_a.get()), (5, 5));
+    assert_eq!(c.metrics.relayed.get(), 10);
+    assert_eq!(c.metrics.dropped.get(), 0);
 }
 
 #[tokio::test]
@@ -153,6 +167,7 @@ async fn injected_and_non_rtp_packets_are_dropped_and_counted() {
     assert_eq!(stats.a.packets_in, 2);
     assert_eq!(stats.b.packets_out, 2);
     assert_eq!(stats.a.remote, Some(phone_a.local_addr().unwrap()));
+    assert_eq!(c.metrics.dropped.get(), 3, "injected and junk count alike");
 }
 
 #[tokio::test]

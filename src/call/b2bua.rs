@@ -11,8 +11,9 @@ use tracing::{debug, info, warn};
 
 use super::context::{CallCommand, CallContext};
 use super::{new_branch, new_tag, CallEvent, CallSetup};
-use crate::media::relay::{Leg, MediaEndpoint, Relay, RelayHandle};
+use crate::media::relay::{Leg, MediaEndpoint, Relay, RelayHandle, RelayMetrics};
 use crate::media::sdp;
+use crate::metrics::Metrics;
 use crate::registrar::location::Binding;
 use crate::sip::dialog::Dialog;
 use crate::sip::message::{self, response_for, tag_of};
@@ -266,7 +267,8 @@ impl Call {
         self.a_media = Some(a_ep.local_rtp_addr());
         let b_local = b_ep.local_rtp_addr();
         self.b_media = Some(b_local);
-        self.relay = Some(Relay::start(a_ep, b_ep, a_remote, None));
+        let metrics = relay_metrics(&self.ctx.metrics);
+        self.relay = Some(Relay::start(a_ep, b_ep, a_remote, None, metrics));
         let Ok(b_offer) = sdp::rewrite_for_relay(
             &offer,
             b_local,
@@ -890,28 +892,6 @@ impl Call {
     async fn finish(mut self) {
         if let Some(relay) = self.relay.take() {
             let stats = relay.stop().await;
-            let m = &self.ctx.metrics;
-            m.rtp_packets_relayed()
-                .add(stats.a.packets_out + stats.b.packets_out);
-            m.rtp_packets_dropped().add(
-                stats.a.injected_dropped
-                    + stats.b.injected_dropped
-                    + stats.a.non_rtp_dropped
-                    + stats.b.non_rtp_dropped,
-            );
-            // Per direction: packets leaving leg B came from the caller.
-            if let Ok(c) = m.register_counter(
-                "rtp_packets_caller_to_callee_total",
-                "RTP packets relayed from callers to callees.",
-            ) {
-                c.add(stats.b.packets_out);
-            }
-            if let Ok(c) = m.register_counter(
-                "rtp_packets_callee_to_caller_total",
-                "RTP packets relayed from callees to callers.",
-            ) {
-                c.add(stats.a.packets_out);
-            }
             debug!(?stats, "media relay stopped");
         }
         let ended = now_ms();
@@ -943,5 +923,23 @@ impl Call {
         self.send(CallCommand::Ended {
             call_ids: vec![self.s.a_call_id.clone(), self.s.b_call_id.clone()],
         });
+    }
+}
+
+/// The appliance-wide media counters a call's relay keeps current.
+fn relay_metrics(m: &Metrics) -> RelayMetrics {
+    let counter = |name: &str, help: &str| m.register_counter(name, help).unwrap_or_default();
+    RelayMetrics {
+        relayed: m.rtp_packets_relayed().clone(),
+        // Packets sent towards leg B came from the caller.
+        a_to_b: counter(
+            "rtp_packets_caller_to_callee_total",
+            "RTP packets relayed from callers to callees.",
+        ),
+        b_to_a: counter(
+            "rtp_packets_callee_to_caller_total",
+            "RTP packets relayed from callees to callers.",
+        ),
+        dropped: m.rtp_packets_dropped().clone(),
     }
 }

@@ -38,7 +38,8 @@ pub mod sdp;
 
 pub use ports::{PortAllocator, PortLease};
 pub use relay::{
-    Direction, Leg, LegStats, MediaEndpoint, Relay, RelayHandle, RelayStats, TAP_CAPACITY,
+    Direction, Leg, LegStats, MediaEndpoint, Relay, RelayHandle, RelayMetrics, RelayStats,
+    TAP_CAPACITY,
 };
 pub use sdp::{
     parse, remote_media, rewrite_for_relay, Codec, MediaInfo, SdpError, SessionDescription,

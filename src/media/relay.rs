@@ -58,6 +58,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::ports::{PortAllocator, PortLease};
+use crate::metrics::Counter;
 
 /// How many port pairs [`MediaEndpoint::bind`] tries before giving up.
 pub const MAX_BIND_ATTEMPTS: usize = 16;
@@ -313,6 +314,30 @@ impl Shared {
     }
 }
 
+/// Appliance-wide counters a relay keeps current while it runs, so
+/// `/metrics` shows media as it flows rather than when calls end. Clones of
+/// the same [`Counter`]s are shared by every relay.
+#[derive(Debug, Clone, Default)]
+pub struct RelayMetrics {
+    /// RTP packets forwarded, both directions.
+    pub relayed: Counter,
+    /// RTP packets sent towards leg B (from the caller), and towards leg A.
+    pub a_to_b: Counter,
+    pub b_to_a: Counter,
+    /// Datagrams dropped: not RTP/RTCP, or from a source other than the
+    /// latched one.
+    pub dropped: Counter,
+}
+
+impl RelayMetrics {
+    fn forwarded(&self, direction: Direction) -> &Counter {
+        match direction {
+            Direction::AToB => &self.a_to_b,
+            Direction::BToA => &self.b_to_a,
+        }
+    }
+}
+
 /// Where one stream of a leg goes, and whether that was learnt from traffic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 struct Latch {
@@ -408,6 +433,7 @@ pub struct Relay {
     taps: [Vec<mpsc::Sender<Bytes>>; 2],
     forwarding: [bool; 2],
     shared: Arc<Shared>,
+    metrics: RelayMetrics,
     /// The one receive buffer, reused for every datagram.
     buf: Box<[u8]>,
 }
@@ -420,6 +446,7 @@ impl Relay {
         b: MediaEndpoint,
         a_remote: Option<SocketAddr>,
         b_remote: Option<SocketAddr>,
+        metrics: RelayMetrics,
     ) -> RelayHandle {
         let local = [a.local_rtp_addr(), b.local_rtp_addr()];
         let legs = [LegRuntime::new(a, a_remote), LegRuntime::new(b, b_remote)];
@@ -434,6 +461,7 @@ impl Relay {
             taps: [Vec::new(), Vec::new()],
             forwarding: [true, true],
             shared: Arc::clone(&shared),
+            metrics,
             buf: vec![0; MAX_DATAGRAM].into_boxed_slice(),
         };
         let (commands, receiver) = mpsc::unbounded_channel();
@@ -509,18 +537,25 @@ impl Relay {
         let counters = &self.shared.legs[leg.index()];
         let packet = match self.buf.get(..len) {
             Some(packet) if len < self.buf.len() => packet,
-            _ => return bump(&counters.non_rtp_dropped),
+            _ => {
+                self.metrics.dropped.inc();
+                return bump(&counters.non_rtp_dropped);
+            }
         };
         let valid = match stream {
             Stream::Rtp => RtpReader::new(packet).is_ok(),
             Stream::Rtcp => looks_like_rtcp(packet),
         };
         if !valid {
+            self.metrics.dropped.inc();
             return bump(&counters.non_rtp_dropped);
         }
         let runtime = &mut self.legs[leg.index()];
         match runtime.latch_mut(stream).admit(source) {
-            Admit::Injected => return bump(&counters.injected_dropped),
+            Admit::Injected => {
+                self.metrics.dropped.inc();
+                return bump(&counters.injected_dropped);
+            }
             Admit::Accepted => {}
             Admit::Latched if stream == Stream::Rtp => {
                 if !runtime.rtcp.latched {
@@ -554,6 +589,8 @@ impl Relay {
         let out_counters = &self.shared.legs[direction.destination().index()];
         match out.endpoint.socket(stream).try_send_to(packet, destination) {
             Ok(sent) if stream == Stream::Rtp => {
+                self.metrics.relayed.inc();
+                self.metrics.forwarded(direction).inc();
                 bump(&out_counters.packets_out);
                 add(&out_counters.bytes_out, sent);
             }

@@ -271,7 +271,7 @@ def run_step(server, calls, args, scenario, inf, callee, work, idle):
     ramp_s = max(5, calls // 100)
     rate = max(1, calls // ramp_s)
     ramp_s = calls / rate
-    hold_ms = int((ramp_s + 3 + args.window + 3) * 1000)
+    hold_ms = int((ramp_s + args.settle + args.window + 3) * 1000)
     workdir = os.path.join(work, f"{server.label}-{calls}")
     os.makedirs(workdir)
     limit = ramp_s + hold_ms / 1000 + 90
@@ -286,8 +286,9 @@ def run_step(server, calls, args, scenario, inf, callee, work, idle):
     )
     out.close()
     try:
-        # Steady state: every call up, none ended.
-        time.sleep(ramp_s + 3)
+        # Steady state: every call up, none ended, and the call set-up
+        # behind (its SIP transactions finished and forgotten).
+        time.sleep(ramp_s + args.settle)
         pss1 = B.tree_pss_mib(pid)
         sig = server.signalling_pid()
         sig1 = B.tree_pss_mib(sig) if sig else None
@@ -385,6 +386,9 @@ def main():
     p.add_argument("--calls", default="100,200,400,600,800,1000,1200,1500",
                    help="comma-separated ladder of concurrent calls")
     p.add_argument("--window", type=int, default=15, help="seconds measured per step")
+    p.add_argument("--settle", type=int, default=35,
+                   help="seconds after the last call is up before measuring (the set-up's "
+                        "SIP transactions are kept 64·T1 = 32 s)")
     p.add_argument("--loss", type=float, default=0.01, help="loss % that ends the ladder")
     p.add_argument("--denwa", help="denwa binary (default target/release/denwa, built if missing)")
     p.add_argument("--name", default="b3-media", help="results file name after the date")
@@ -525,7 +529,8 @@ def report(args, results, pre, post):
         "(bench/sipp/uas_media.xml with -rtp_echo): 100 packets/s through the relay per call",
         "- rtpengine: userspace forwarding (--table=-1) behind Kamailio "
         "(bench/kamailio.cfg with WITH_RTPENGINE: rtpengine_offer/answer/delete)",
-        f"- per step: calls ramp up at 100/s (at least 5 s), then a {args.window} s window "
+        f"- per step: calls ramp up at 100/s (at least 5 s); {args.settle} s later (call set-up "
+        f"finished, its SIP transactions expired: 64·T1 = 32 s) a {args.window} s window "
         "with every call up: relay CPU (utime + stime from /proc) over packets forwarded in "
         "the window (denwa: its live counters; rtpengine: its packets-per-second readings); "
         "memory: PSS of the relay process with every call up, less its PSS when idle "

@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use denwa::media::{
-    Direction, Leg, MediaEndpoint, PortAllocator, Relay, RelayHandle, RelayMetrics,
+    Direction, Leg, MediaEndpoint, MediaEngine, PortAllocator, RelayHandle, RelayMetrics,
 };
 use rtp_rs::{RtpPacketBuilder, Seq};
 use tokio::net::UdpSocket;
@@ -46,6 +46,7 @@ async fn recv(socket: &UdpSocket) -> (Vec<u8>, SocketAddr) {
 
 struct Call {
     ports: PortAllocator,
+    _engine: MediaEngine,
     relay: RelayHandle,
     metrics: RelayMetrics,
     a: SocketAddr,
@@ -57,10 +58,12 @@ async fn call(ports: PortAllocator, a_sdp: SocketAddr, b_sdp: SocketAddr) -> Cal
     let ea = MediaEndpoint::bind(LOOPBACK, &ports).await.unwrap();
     let eb = MediaEndpoint::bind(LOOPBACK, &ports).await.unwrap();
     let metrics = RelayMetrics::default();
-    let relay = Relay::start(ea, eb, Some(a_sdp), Some(b_sdp), metrics.clone());
+    let engine = MediaEngine::start(1).unwrap();
+    let relay = engine.start_relay(ea, eb, Some(a_sdp), Some(b_sdp), metrics.clone());
     let (a, b) = (relay.local_rtp_addr(Leg::A), relay.local_rtp_addr(Leg::B));
     Call {
         ports,
+        _engine: engine,
         relay,
         metrics,
         a,

@@ -5,13 +5,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rsip::prelude::*;
 use rsip::{Header, Method, Request, Response, SipMessage};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::context::{CallCommand, CallContext};
 use super::{new_branch, new_tag, CallEvent, CallSetup};
-use crate::media::relay::{Leg, MediaEndpoint, Relay, RelayHandle, RelayMetrics};
+use crate::media::relay::{Leg, MediaEndpoint, RelayHandle, RelayMetrics};
 use crate::media::sdp;
 use crate::metrics::Metrics;
 use crate::registrar::location::Binding;
@@ -129,11 +128,7 @@ fn disposition_for(code: u16) -> Disposition {
     }
 }
 
-pub(super) async fn run(
-    setup: CallSetup,
-    mut events: mpsc::UnboundedReceiver<CallEvent>,
-    ctx: CallContext,
-) {
+pub(super) async fn run(setup: CallSetup, mut events: super::EventReceiver, ctx: CallContext) {
     ctx.metrics.call_started();
     let mut call = Call {
         ctx,
@@ -179,7 +174,7 @@ pub(super) async fn run(
         };
         tokio::select! {
             ev = events.recv() => match ev {
-                Some(ev) => call.handle(ev),
+                Some(ev) => call.handle(*ev),
                 None => break,
             },
             _ = tokio::time::sleep_until(deadline) => match call.phase {
@@ -268,7 +263,11 @@ impl Call {
         let b_local = b_ep.local_rtp_addr();
         self.b_media = Some(b_local);
         let metrics = relay_metrics(&self.ctx.metrics);
-        self.relay = Some(Relay::start(a_ep, b_ep, a_remote, None, metrics));
+        let relay = self
+            .ctx
+            .media
+            .start_relay(a_ep, b_ep, a_remote, None, metrics);
+        self.relay = Some(relay);
         let Ok(b_offer) = sdp::rewrite_for_relay(
             &offer,
             b_local,

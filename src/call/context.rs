@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::media::ports::PortAllocator;
+use crate::media::relay::MediaEngine;
 use crate::metrics::Metrics;
 use crate::sip::transaction::TransactionKey;
 use crate::sip::{Peer, TransportKind};
@@ -106,6 +107,7 @@ pub struct CallContext {
     pub config: Arc<Config>,
     pub addressing: Arc<Addressing>,
     pub ports: PortAllocator,
+    pub media: MediaEngine,
     pub store: Store,
     pub metrics: Metrics,
 }

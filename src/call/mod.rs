@@ -20,6 +20,13 @@ pub mod context;
 
 use context::CallContext;
 
+/// The sending side of a call actor's event queue. Events are boxed: the
+/// queue allocates its slots in blocks of 32, and a call that sits in a
+/// block of unboxed events (several hundred bytes each) for its whole
+/// life costs more memory than all the rest of its state.
+pub type EventSender = mpsc::UnboundedSender<Box<CallEvent>>;
+pub type EventReceiver = mpsc::UnboundedReceiver<Box<CallEvent>>;
+
 /// What the SIP core delivers to a call actor.
 #[derive(Debug)]
 pub enum CallEvent {
@@ -68,7 +75,7 @@ pub struct CallSetup {
 }
 
 /// Start the actor for a new call.
-pub fn spawn(setup: CallSetup, events: mpsc::UnboundedReceiver<CallEvent>, ctx: CallContext) {
+pub fn spawn(setup: CallSetup, events: EventReceiver, ctx: CallContext) {
     let span = tracing::info_span!("call", call_id = %setup.a_call_id);
     tokio::spawn(b2bua::run(setup, events, ctx).instrument(span));
 }

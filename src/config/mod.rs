@@ -93,6 +93,8 @@ pub struct MediaConfig {
     pub address: Option<IpAddr>,
     pub rtp_port_min: u16,
     pub rtp_port_max: u16,
+    /// Media worker threads; 0 = one per core.
+    pub workers: usize,
 }
 
 #[derive(Debug, Clone)]

@@ -93,6 +93,7 @@ pub struct RawMedia {
     pub address: Option<String>,
     pub rtp_port_min: u16,
     pub rtp_port_max: u16,
+    pub workers: usize,
 }
 
 impl Default for RawMedia {
@@ -101,6 +102,7 @@ impl Default for RawMedia {
             address: None,
             rtp_port_min: 10000,
             rtp_port_max: 20000,
+            workers: 0,
         }
     }
 }

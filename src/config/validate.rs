@@ -295,6 +295,7 @@ pub(super) fn validate(
             address: media_address,
             rtp_port_min: m.rtp_port_min,
             rtp_port_max: m.rtp_port_max,
+            workers: m.workers,
         },
         storage: StorageConfig { data_dir },
         log: LogConfig {

@@ -1,8 +1,8 @@
 //! Media anchoring: every call's RTP flows through denwa.
 //!
 //! Owns: the SDP model and the rewrite that puts denwa in the media path
-//! ([`sdp`]), the pool of RTP/RTCP port pairs ([`ports`]) and the per-call
-//! RTP relay ([`relay`]).
+//! ([`sdp`]), the pool of RTP/RTCP port pairs ([`ports`]) and the RTP relay
+//! ([`relay`]): a [`MediaEngine`] of worker threads carrying every call.
 //!
 //! Must not: take call decisions (which codec wins, when to answer 488, when
 //! a silent call is dead): the call layer does, from what this module
@@ -19,8 +19,8 @@
 //!    offer sent to B (an error there means 488 to A).
 //! 2. B's answer arrives: the same with A's endpoint address gives the answer
 //!    sent to A.
-//! 3. [`Relay::start`] takes both endpoints and both SDP addresses and spawns
-//!    the data plane; the returned [`RelayHandle`] is the control plane:
+//! 3. [`MediaEngine::start_relay`] takes both endpoints and both SDP
+//!    addresses and hands them to a media worker; the returned [`RelayHandle`] is the control plane:
 //!    [`RelayHandle::set_remote`] on re-INVITE, [`RelayHandle::stats`] for
 //!    media timeouts and call records, [`RelayHandle::tap`] and
 //!    [`RelayHandle::set_forwarding`] for recorders, DTMF detectors, players
@@ -38,7 +38,7 @@ pub mod sdp;
 
 pub use ports::{PortAllocator, PortLease};
 pub use relay::{
-    Direction, Leg, LegStats, MediaEndpoint, Relay, RelayHandle, RelayMetrics, RelayStats,
+    Direction, Leg, LegStats, MediaEndpoint, MediaEngine, RelayHandle, RelayMetrics, RelayStats,
     TAP_CAPACITY,
 };
 pub use sdp::{

@@ -52,7 +52,7 @@ pub struct Core {
     store: Store,
     transports: Transports,
     ctx: CallContext,
-    calls: HashMap<String, mpsc::UnboundedSender<CallEvent>>,
+    calls: HashMap<String, call::EventSender>,
     /// The call (by Call-ID) each transaction started for or by a call
     /// belongs to, for events that carry only a key (timeouts).
     owners: HashMap<TransactionKey, String>,
@@ -164,7 +164,7 @@ impl Core {
             CoreInput::Drain => self.draining = true,
             CoreInput::HangUpAll => {
                 for tx in self.calls.values() {
-                    let _ = tx.send(CallEvent::Shutdown);
+                    let _ = tx.send(Box::new(CallEvent::Shutdown));
                 }
             }
         }
@@ -219,7 +219,7 @@ impl Core {
     fn route_to_call(&mut self, call_id: Option<&str>, ev: CallEvent) -> bool {
         let Some(id) = call_id else { return false };
         match self.calls.get(id) {
-            Some(tx) if tx.send(ev).is_ok() => true,
+            Some(tx) if tx.send(Box::new(ev)).is_ok() => true,
             Some(_) => {
                 self.calls.remove(id);
                 false

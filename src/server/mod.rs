@@ -18,6 +18,7 @@ use tracing::{error, info, warn};
 use crate::call::context::{Addressing, CallContext};
 use crate::config::{self, Config};
 use crate::media::ports::PortAllocator;
+use crate::media::relay::MediaEngine;
 use crate::metrics::Metrics;
 use crate::registrar::Registrar;
 use crate::store::Store;
@@ -114,6 +115,7 @@ pub async fn run(source: ConfigSource, config: Config) -> anyhow::Result<()> {
         config: config.clone(),
         addressing: Arc::new(Addressing::new(config.sip.advertise, config.media.address)),
         ports: PortAllocator::new(config.media.rtp_port_min, config.media.rtp_port_max),
+        media: MediaEngine::start(config.media.workers).context("starting media workers")?,
         store: store.clone(),
         metrics: metrics.clone(),
     };

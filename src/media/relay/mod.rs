@@ -1,16 +1,27 @@
 //! The RTP relay: the data plane that moves a call's media between its two
 //! legs, with a control handle for the call layer.
 //!
-//! Owns: one tokio task per call that holds both legs' RTP and RTCP sockets
-//! ([`MediaEndpoint`]), forwards every accepted datagram byte-for-byte to the
-//! other leg (A's RTP socket → B's RTP socket → B's peer, and back; RTCP the
-//! same on the odd ports), latches each leg's remote address (symmetric RTP)
-//! and keeps per-leg counters ([`RelayStats`]).
+//! Owns: the [`MediaEngine`], a small pool of worker threads (one per core
+//! by default), each running one `epoll` loop (mio) over the sockets of
+//! every call it was given. A call's two [`MediaEndpoint`]s (RTP and RTCP
+//! socket per leg) live on one worker, which forwards every accepted
+//! datagram byte-for-byte to the other leg (A's RTP socket → B's RTP socket
+//! → B's peer, and back; RTCP the same on the odd ports), latches each leg's
+//! remote address (symmetric RTP) and keeps per-leg counters
+//! ([`RelayStats`]). The worker loop is in `worker.rs`.
 //!
-//! Must not: decode, transcode, buffer or reorder media; block on a slow
-//! consumer; parse SDP or take call decisions. Datagrams come from anyone on
-//! the network: a packet that does not parse is dropped and counted, never a
-//! reason to panic or log per packet.
+//! Must not: decode, transcode, buffer or reorder media on the plain relay
+//! path; block on a slow consumer; parse SDP or take call decisions.
+//! Datagrams come from anyone on the network: a packet that does not parse
+//! is dropped and counted, never a reason to panic or log per packet.
+//!
+//! # Why a worker loop and not a task per call
+//!
+//! A tokio task per call paid for a task wake-up, a five-way `select!` and
+//! an extra failed `recv` per packet. The B3 benchmark (bench/) decided for
+//! a plain readiness loop per core: no scheduler between the socket and
+//! the forwarding code, counters that only the worker writes, and
+//! appliance-wide counters added once per loop turn.
 //!
 //! # Latching (symmetric RTP, RFC 4961)
 //!
@@ -24,52 +35,42 @@
 //!
 //! # Control plane and extension points
 //!
-//! The task owns all mutable state; the [`RelayHandle`] talks to it over an
-//! unbounded command channel, so the hot path takes no lock. Commands are
-//! applied before any datagram that arrives after they were sent. Per
-//! direction the task keeps:
+//! The worker owns all mutable state; a [`RelayHandle`] talks to it over a
+//! command channel plus a wake-up, so the hot path takes no lock. Commands
+//! are applied before any datagram that arrives after they were sent. Per
+//! direction the worker keeps:
 //!
 //! - a list of **taps**, usually empty (one branch per packet). A tap gets a
 //!   copy of every accepted RTP packet of its direction through a bounded
 //!   channel with `try_send`: a slow consumer loses packets (counted in
-//!   [`RelayStats`]), it never slows the call. A recorder takes both
-//!   directions; an RFC 4733 DTMF detector taps the direction it listens to
-//!   and filters on the telephone-event payload type; a supervisor's
-//!   monitor feeds both directions to its own leg. Dropping the receiver
+//!   [`RelayStats`]), it never slows the call. Dropping the receiver
 //!   detaches the tap.
-//! - a **forwarding** switch ([`RelayHandle::set_forwarding`]). A prompt or
-//!   music-on-hold player turns the direction towards the listener off and
-//!   sends its own RTP to that leg; that path will be a further command
-//!   carrying a packet receiver per leg, polled by the same task so the
-//!   player's packets leave from the leg's socket to the latched address. A
-//!   conference (and whisper) turns forwarding off in both directions, taps
-//!   both, and injects the mix back the same way.
+//! - a **forwarding** switch ([`RelayHandle::set_forwarding`]): a player or
+//!   a conference turns the direction towards its listener off and sends
+//!   its own media to that leg.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rtp_rs::RtpReader;
-use tokio::net::UdpSocket;
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use tokio::sync::{mpsc, oneshot};
 
 use super::ports::{PortAllocator, PortLease};
 use crate::metrics::Counter;
+
+mod worker;
+
+use worker::{CallId, Command, WorkerLink};
 
 /// How many port pairs [`MediaEndpoint::bind`] tries before giving up.
 pub const MAX_BIND_ATTEMPTS: usize = 16;
 /// Packets a tap may have queued before copies are dropped (about 5 s of
 /// 20 ms packets).
 pub const TAP_CAPACITY: usize = 256;
-/// Receive buffer size; a datagram that fills it may have been truncated and
-/// is dropped.
-const MAX_DATAGRAM: usize = 8192;
-/// Datagrams read from one socket before the task looks at the others.
-const BURST: usize = 64;
 
 /// One side of the call: A is the caller's side, B the callee's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -133,11 +134,12 @@ enum Stream {
 }
 
 /// One leg's bound RTP (even port) and RTCP (RTP + 1) sockets on the media
-/// address. The ports go back to the allocator when the endpoint is dropped.
+/// address, non-blocking. The ports go back to the allocator when the
+/// endpoint is dropped.
 #[derive(Debug)]
 pub struct MediaEndpoint {
-    rtp: UdpSocket,
-    rtcp: UdpSocket,
+    rtp: mio::net::UdpSocket,
+    rtcp: mio::net::UdpSocket,
     rtp_addr: SocketAddr,
     rtcp_addr: SocketAddr,
     /// Declared last: the sockets close before the pair is handed out again.
@@ -152,7 +154,7 @@ impl MediaEndpoint {
         let mut last_error = None;
         for _ in 0..attempts {
             let lease = PortLease::acquire(ports).ok_or_else(exhausted)?;
-            match Self::bind_pair(ip, lease).await {
+            match Self::bind_pair(ip, lease) {
                 Ok(endpoint) => return Ok(endpoint),
                 Err(e) if e.kind() == io::ErrorKind::AddrInUse => last_error = Some(e),
                 Err(e) => return Err(e),
@@ -161,9 +163,9 @@ impl MediaEndpoint {
         Err(last_error.unwrap_or_else(exhausted))
     }
 
-    async fn bind_pair(ip: IpAddr, lease: PortLease) -> io::Result<MediaEndpoint> {
-        let rtp = UdpSocket::bind(SocketAddr::new(ip, lease.rtp_port())).await?;
-        let rtcp = UdpSocket::bind(SocketAddr::new(ip, lease.rtcp_port())).await?;
+    fn bind_pair(ip: IpAddr, lease: PortLease) -> io::Result<MediaEndpoint> {
+        let rtp = mio::net::UdpSocket::bind(SocketAddr::new(ip, lease.rtp_port()))?;
+        let rtcp = mio::net::UdpSocket::bind(SocketAddr::new(ip, lease.rtcp_port()))?;
         Ok(MediaEndpoint {
             rtp_addr: rtp.local_addr()?,
             rtcp_addr: rtcp.local_addr()?,
@@ -182,10 +184,17 @@ impl MediaEndpoint {
         self.rtcp_addr
     }
 
-    fn socket(&self, stream: Stream) -> &UdpSocket {
+    fn socket(&self, stream: Stream) -> &mio::net::UdpSocket {
         match stream {
             Stream::Rtp => &self.rtp,
             Stream::Rtcp => &self.rtcp,
+        }
+    }
+
+    fn socket_mut(&mut self, stream: Stream) -> &mut mio::net::UdpSocket {
+        match stream {
+            Stream::Rtp => &mut self.rtp,
+            Stream::Rtcp => &mut self.rtcp,
         }
     }
 }
@@ -282,6 +291,31 @@ struct Shared {
 }
 
 impl Shared {
+    fn new(remotes: [Option<SocketAddr>; 2]) -> Shared {
+        Shared {
+            started: Instant::now(),
+            legs: Default::default(),
+            tap_dropped: Default::default(),
+            remotes: Mutex::new(remotes.map(Latch::expect)),
+        }
+    }
+
+    /// Where `leg`'s RTP goes now, for [`RelayHandle::stats`]; written on
+    /// latch events only.
+    fn publish_remote(&self, leg: Leg, latch: Latch) {
+        let mut remotes = self.remotes.lock().unwrap_or_else(|e| e.into_inner());
+        remotes[leg.index()] = latch;
+    }
+
+    /// `leg`'s peer just sent RTP.
+    fn touch(&self, leg: Leg) {
+        let since = self.started.elapsed().as_millis();
+        let since = u64::try_from(since).unwrap_or(u64::MAX - 1);
+        self.legs[leg.index()]
+            .last_seen_ms
+            .store(since + 1, Ordering::Relaxed);
+    }
+
     fn snapshot(&self) -> RelayStats {
         let remotes = *self.remotes.lock().unwrap_or_else(|e| e.into_inner());
         let leg = |i: usize| {
@@ -327,15 +361,6 @@ pub struct RelayMetrics {
     /// Datagrams dropped: not RTP/RTCP, or from a source other than the
     /// latched one.
     pub dropped: Counter,
-}
-
-impl RelayMetrics {
-    fn forwarded(&self, direction: Direction) -> &Counter {
-        match direction {
-            Direction::AToB => &self.a_to_b,
-            Direction::BToA => &self.b_to_a,
-        }
-    }
 }
 
 /// Where one stream of a leg goes, and whether that was learnt from traffic.
@@ -391,215 +416,6 @@ fn looks_like_rtcp(packet: &[u8]) -> bool {
     }
 }
 
-enum Command {
-    SetRemote(Leg, SocketAddr),
-    Tap(Direction, mpsc::Sender<Bytes>),
-    Forward(Direction, bool),
-}
-
-struct LegRuntime {
-    endpoint: MediaEndpoint,
-    rtp: Latch,
-    rtcp: Latch,
-}
-
-impl LegRuntime {
-    fn new(endpoint: MediaEndpoint, remote: Option<SocketAddr>) -> LegRuntime {
-        LegRuntime {
-            endpoint,
-            rtp: Latch::expect(remote),
-            rtcp: Latch::expect(remote.and_then(rtcp_companion)),
-        }
-    }
-
-    fn latch_mut(&mut self, stream: Stream) -> &mut Latch {
-        match stream {
-            Stream::Rtp => &mut self.rtp,
-            Stream::Rtcp => &mut self.rtcp,
-        }
-    }
-
-    fn remote(&self, stream: Stream) -> Option<SocketAddr> {
-        match stream {
-            Stream::Rtp => self.rtp.remote,
-            Stream::Rtcp => self.rtcp.remote,
-        }
-    }
-}
-
-/// The forwarding task's state. Built and spawned by [`Relay::start`].
-pub struct Relay {
-    legs: [LegRuntime; 2],
-    taps: [Vec<mpsc::Sender<Bytes>>; 2],
-    forwarding: [bool; 2],
-    shared: Arc<Shared>,
-    metrics: RelayMetrics,
-    /// The one receive buffer, reused for every datagram.
-    buf: Box<[u8]>,
-}
-
-impl Relay {
-    /// Spawns the forwarding task for legs `a` and `b`. `a_remote` and
-    /// `b_remote` are the RTP addresses from each peer's SDP, if known.
-    pub fn start(
-        a: MediaEndpoint,
-        b: MediaEndpoint,
-        a_remote: Option<SocketAddr>,
-        b_remote: Option<SocketAddr>,
-        metrics: RelayMetrics,
-    ) -> RelayHandle {
-        let local = [a.local_rtp_addr(), b.local_rtp_addr()];
-        let legs = [LegRuntime::new(a, a_remote), LegRuntime::new(b, b_remote)];
-        let shared = Arc::new(Shared {
-            started: Instant::now(),
-            legs: Default::default(),
-            tap_dropped: Default::default(),
-            remotes: Mutex::new([legs[0].rtp, legs[1].rtp]),
-        });
-        let relay = Relay {
-            legs,
-            taps: [Vec::new(), Vec::new()],
-            forwarding: [true, true],
-            shared: Arc::clone(&shared),
-            metrics,
-            buf: vec![0; MAX_DATAGRAM].into_boxed_slice(),
-        };
-        let (commands, receiver) = mpsc::unbounded_channel();
-        RelayHandle {
-            commands,
-            shared,
-            task: Some(tokio::spawn(relay.run(receiver))),
-            local,
-        }
-    }
-
-    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
-        loop {
-            let (leg, stream, ready) = tokio::select! {
-                command = commands.recv() => match command {
-                    Some(command) => {
-                        self.apply(command);
-                        continue;
-                    }
-                    None => break,
-                },
-                r = self.legs[0].endpoint.rtp.readable() => (Leg::A, Stream::Rtp, r),
-                r = self.legs[0].endpoint.rtcp.readable() => (Leg::A, Stream::Rtcp, r),
-                r = self.legs[1].endpoint.rtp.readable() => (Leg::B, Stream::Rtp, r),
-                r = self.legs[1].endpoint.rtcp.readable() => (Leg::B, Stream::Rtcp, r),
-            };
-            if ready.is_err() {
-                break;
-            }
-            // Commands sent before these datagrams arrived apply to them.
-            while let Ok(command) = commands.try_recv() {
-                self.apply(command);
-            }
-            self.drain(leg, stream);
-        }
-    }
-
-    fn apply(&mut self, command: Command) {
-        match command {
-            Command::SetRemote(leg, remote) => {
-                let runtime = &mut self.legs[leg.index()];
-                runtime.rtp = Latch::expect(Some(remote));
-                runtime.rtcp = Latch::expect(rtcp_companion(remote));
-                self.publish_remote(leg);
-            }
-            Command::Tap(direction, sender) => self.taps[direction.index()].push(sender),
-            Command::Forward(direction, on) => self.forwarding[direction.index()] = on,
-        }
-    }
-
-    fn publish_remote(&self, leg: Leg) {
-        let mut remotes = self
-            .shared
-            .remotes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        remotes[leg.index()] = self.legs[leg.index()].rtp;
-    }
-
-    /// Reads what `leg`'s `stream` socket has queued, up to [`BURST`].
-    fn drain(&mut self, leg: Leg, stream: Stream) {
-        for _ in 0..BURST {
-            let socket = self.legs[leg.index()].endpoint.socket(stream);
-            match socket.try_recv_from(&mut self.buf) {
-                Ok((len, source)) => self.on_datagram(leg, stream, len, source),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(_) => return,
-            }
-        }
-    }
-
-    fn on_datagram(&mut self, leg: Leg, stream: Stream, len: usize, source: SocketAddr) {
-        let counters = &self.shared.legs[leg.index()];
-        let packet = match self.buf.get(..len) {
-            Some(packet) if len < self.buf.len() => packet,
-            _ => {
-                self.metrics.dropped.inc();
-                return bump(&counters.non_rtp_dropped);
-            }
-        };
-        let valid = match stream {
-            Stream::Rtp => RtpReader::new(packet).is_ok(),
-            Stream::Rtcp => looks_like_rtcp(packet),
-        };
-        if !valid {
-            self.metrics.dropped.inc();
-            return bump(&counters.non_rtp_dropped);
-        }
-        let runtime = &mut self.legs[leg.index()];
-        match runtime.latch_mut(stream).admit(source) {
-            Admit::Injected => {
-                self.metrics.dropped.inc();
-                return bump(&counters.injected_dropped);
-            }
-            Admit::Accepted => {}
-            Admit::Latched if stream == Stream::Rtp => {
-                if !runtime.rtcp.latched {
-                    runtime.rtcp.remote = rtcp_companion(source);
-                }
-                tracing::debug!(?leg, %source, "RTP latched");
-                self.publish_remote(leg);
-            }
-            Admit::Latched => tracing::debug!(?leg, %source, "RTCP latched"),
-        }
-        let direction = Direction::from_source(leg);
-        match stream {
-            Stream::Rtp => {
-                bump(&counters.packets_in);
-                add(&counters.bytes_in, len);
-                let since = self.shared.started.elapsed().as_millis();
-                let since = u64::try_from(since).unwrap_or(u64::MAX - 1);
-                counters.last_seen_ms.store(since + 1, Ordering::Relaxed);
-                let dropped = &self.shared.tap_dropped[direction.index()];
-                copy_to_taps(&mut self.taps[direction.index()], dropped, packet);
-            }
-            Stream::Rtcp => bump(&counters.rtcp_packets_in),
-        }
-        let out = &self.legs[direction.destination().index()];
-        let destination = out
-            .remote(stream)
-            .filter(|_| self.forwarding[direction.index()]);
-        let Some(destination) = destination else {
-            return bump(&counters.unforwarded);
-        };
-        let out_counters = &self.shared.legs[direction.destination().index()];
-        match out.endpoint.socket(stream).try_send_to(packet, destination) {
-            Ok(sent) if stream == Stream::Rtp => {
-                self.metrics.relayed.inc();
-                self.metrics.forwarded(direction).inc();
-                bump(&out_counters.packets_out);
-                add(&out_counters.bytes_out, sent);
-            }
-            Ok(_) => bump(&out_counters.rtcp_packets_out),
-            Err(_) => bump(&out_counters.send_errors),
-        }
-    }
-}
-
 /// Gives each tap a copy of `packet` without waiting; allocates only when
 /// the tap has room, forgets taps whose receiver is gone.
 fn copy_to_taps(taps: &mut Vec<mpsc::Sender<Bytes>>, dropped: &AtomicU64, packet: &[u8]) {
@@ -619,23 +435,101 @@ fn copy_to_taps(taps: &mut Vec<mpsc::Sender<Bytes>>, dropped: &AtomicU64, packet
     });
 }
 
+/// The pool of media worker threads. Clones share the pool; the workers
+/// stop when the last clone is dropped (after the calls they carry).
+#[derive(Debug, Clone)]
+pub struct MediaEngine {
+    inner: Arc<EngineInner>,
+}
+
+#[derive(Debug)]
+struct EngineInner {
+    workers: Vec<WorkerLink>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+    next: AtomicUsize,
+}
+
+impl MediaEngine {
+    /// Starts `workers` threads (at least one); 0 means one per core.
+    pub fn start(workers: usize) -> io::Result<MediaEngine> {
+        let count = match workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let mut links = Vec::with_capacity(count);
+        let mut threads = Vec::with_capacity(count);
+        for index in 0..count {
+            let (link, thread) = worker::spawn(index)?;
+            links.push(link);
+            threads.push(thread);
+        }
+        Ok(MediaEngine {
+            inner: Arc::new(EngineInner {
+                workers: links,
+                threads: Mutex::new(threads),
+                next: AtomicUsize::new(0),
+            }),
+        })
+    }
+
+    /// How many worker threads carry media.
+    pub fn workers(&self) -> usize {
+        self.inner.workers.len()
+    }
+
+    /// Hands a call's two legs to a worker (round robin) and returns the
+    /// call layer's handle. `a_remote` and `b_remote` are the RTP addresses
+    /// from each peer's SDP, if known.
+    pub fn start_relay(
+        &self,
+        a: MediaEndpoint,
+        b: MediaEndpoint,
+        a_remote: Option<SocketAddr>,
+        b_remote: Option<SocketAddr>,
+        metrics: RelayMetrics,
+    ) -> RelayHandle {
+        let local = [a.local_rtp_addr(), b.local_rtp_addr()];
+        let shared = Arc::new(Shared::new([a_remote, b_remote]));
+        let pick = self.inner.next.fetch_add(1, Ordering::Relaxed) % self.inner.workers.len();
+        let link = self.inner.workers[pick].clone();
+        let id = link.new_call_id();
+        link.send(Command::Add {
+            id,
+            legs: Box::new([a, b]),
+            remotes: [a_remote, b_remote],
+            shared: Arc::clone(&shared),
+            metrics,
+        });
+        RelayHandle {
+            link,
+            id,
+            shared,
+            local,
+            stopped: false,
+        }
+    }
+}
+
+impl Drop for EngineInner {
+    fn drop(&mut self) {
+        for link in &self.workers {
+            link.send(Command::Shutdown);
+        }
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        for thread in threads {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// The call layer's handle on a running relay. Dropping it stops the relay.
 #[derive(Debug)]
 pub struct RelayHandle {
-    commands: mpsc::UnboundedSender<Command>,
+    link: WorkerLink,
+    id: CallId,
     shared: Arc<Shared>,
-    task: Option<JoinHandle<()>>,
     local: [SocketAddr; 2],
-}
-
-impl std::fmt::Debug for Command {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Command::SetRemote(leg, addr) => write!(f, "SetRemote({leg:?}, {addr})"),
-            Command::Tap(direction, _) => write!(f, "Tap({direction:?})"),
-            Command::Forward(direction, on) => write!(f, "Forward({direction:?}, {on})"),
-        }
-    }
+    stopped: bool,
 }
 
 impl RelayHandle {
@@ -648,7 +542,7 @@ impl RelayHandle {
     /// The peer of `leg` announced a new RTP address (re-INVITE): send there
     /// and latch again on the next packet.
     pub fn set_remote(&self, leg: Leg, rtp: SocketAddr) {
-        self.send(Command::SetRemote(leg, rtp));
+        self.link.send(Command::SetRemote(self.id, leg, rtp));
     }
 
     /// A copy of every accepted RTP packet flowing in `direction`, from now
@@ -656,13 +550,14 @@ impl RelayHandle {
     /// attached; dropping the receiver detaches one.
     pub fn tap(&self, direction: Direction) -> mpsc::Receiver<Bytes> {
         let (sender, receiver) = mpsc::channel(TAP_CAPACITY);
-        self.send(Command::Tap(direction, sender));
+        self.link.send(Command::Tap(self.id, direction, sender));
         receiver
     }
 
     /// Stops (or resumes) relaying media in `direction`; taps still see it.
     pub fn set_forwarding(&self, direction: Direction, enabled: bool) {
-        self.send(Command::Forward(direction, enabled));
+        self.link
+            .send(Command::Forward(self.id, direction, enabled));
     }
 
     /// The counters now.
@@ -670,27 +565,23 @@ impl RelayHandle {
         self.shared.snapshot()
     }
 
-    /// Ends the forwarding task, waits until its sockets are closed and its
-    /// ports are back in the allocator, and returns the final counters.
+    /// Takes the call off its worker, waits until its sockets are closed
+    /// and its ports are back in the allocator, and returns the final
+    /// counters.
     pub async fn stop(mut self) -> RelayStats {
-        if let Some(task) = self.task.take() {
-            task.abort();
-            // The task owns the endpoints: once it is gone they are dropped.
-            let _ = task.await;
-        }
+        self.stopped = true;
+        let (done, closed) = oneshot::channel();
+        self.link.send(Command::Remove(self.id, Some(done)));
+        // An error means the worker is gone, and the sockets with it.
+        let _ = closed.await;
         self.shared.snapshot()
-    }
-
-    fn send(&self, command: Command) {
-        // A relay whose task has ended has nothing left to control.
-        let _ = self.commands.send(command);
     }
 }
 
 impl Drop for RelayHandle {
     fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
+        if !self.stopped {
+            self.link.send(Command::Remove(self.id, None));
         }
     }
 }

@@ -35,6 +35,7 @@
 pub mod mixer;
 pub mod ports;
 pub mod relay;
+pub mod rtcp;
 pub mod rtp_stream;
 pub mod sdp;
 

@@ -32,8 +32,11 @@
 //! side; after latching, datagrams from anyone else are dropped and counted.
 //! See [`relay`] for the data plane's design and extension points.
 
+pub mod mixer;
 pub mod ports;
 pub mod relay;
+pub mod rtcp;
+pub mod rtp_stream;
 pub mod sdp;
 
 pub use ports::{PortAllocator, PortLease};

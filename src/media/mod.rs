@@ -33,6 +33,7 @@
 //! See [`relay`] for the data plane's design and extension points.
 
 pub mod ports;
+pub mod recording;
 pub mod relay;
 pub mod sdp;
 

@@ -1,21 +1,61 @@
-//! Call recording: both legs of a call into one WAV file per recording.
+//! Call recording: both legs of a call into one WAV file per recording,
+//! indexed in the store.
 //!
-//! Owns: the recording's timeline ([`timeline`], sans-IO) and the layout of
-//! the two legs in the file.
+//! Owns: the recording's timeline ([`timeline`], sans-IO), the one writer
+//! thread that touches recording files (`writer.rs`), their layout on disk
+//! ([`files`]) and the repair of recordings left open by a crash
+//! ([`mod@recover`]).
 //!
 //! Must not: decode RTP or read the clock on the call path (the call layer
-//! hands in decoded 16-bit 8 kHz samples and positions).
+//! hands in decoded 16-bit 8 kHz samples and positions), block or wait on
+//! the disk from the call path, or let a slow disk stall a call.
+//!
+//! # How a call uses it
+//!
+//! At startup [`Recorder::start`] repairs recordings a crash left open and
+//! starts the writer thread. For each recorded call the call actor holds a
+//! [`RecordingHandle`] from [`Recorder::record`] and feeds it decoded audio
+//! per leg ([`Leg::A`], the caller, is the left channel; [`Leg::B`], the
+//! callee, the right; mono mixes both), each packet tagged with its
+//! position in frames since the recording started ([`frames_between`] turns
+//! two instants into one). The handle belongs to the call, not to a relay,
+//! so the recording follows the call through hold, transfer and queueing;
+//! when no audio flows the actor calls [`RecordingHandle::tick`] now and
+//! then. [`RecordingHandle::pause`] and [`RecordingHandle::resume`] record
+//! silence in between (the length still matches the call);
+//! [`RecordingHandle::stop`] (or dropping the handle) closes the file.
+//!
+//! # What happens to the audio
+//!
+//! The timeline cuts the call into one-second blocks; each is queued to the
+//! writer without blocking. The queue is bounded in bytes for all
+//! recordings together: when it is full the block is dropped, counted, and
+//! the recording will be closed `incomplete` with the lost span as silence,
+//! while the call goes on. The writer appends each block with hound and
+//! rewrites the header after it, so after a `kill -9` the file is a valid
+//! WAV up to its last second; the next start ([`recover()`]) closes such
+//! files from their real length and marks them `recovered`. On close the
+//! writer records the duration, size and SHA-256 in the recording's row
+//! (`store::recordings`), linked to the call by the caller leg's Call-ID.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
 use crate::store::cdr::ParseEnumError;
+use crate::store::StoreError;
 
+pub mod files;
+mod handle;
+pub mod recover;
 pub mod timeline;
+mod writer;
 
+pub use handle::{Recorder, RecorderConfig, RecorderStats, RecordingHandle, RecordingSpec};
+pub use recover::{recover, RecoveryReport};
 pub use timeline::{Block, Timeline, TimelineConfig, TimelineStats};
 
 pub use crate::media::Leg;
@@ -92,6 +132,23 @@ pub fn frames_between(start: Instant, now: Instant) -> u64 {
     let micros = now.saturating_duration_since(start).as_micros();
     let frames = micros.saturating_mul(u128::from(SAMPLE_RATE)) / 1_000_000;
     u64::try_from(frames).unwrap_or(u64::MAX)
+}
+
+/// Errors of the recorder.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordingError {
+    #[error("recording store: {0}")]
+    Store(#[from] StoreError),
+    #[error("recording file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the recording writer has stopped")]
+    Closed,
+    #[error("could not start the recording writer thread: {0}")]
+    Spawn(#[source] std::io::Error),
 }
 
 #[cfg(test)]

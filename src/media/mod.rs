@@ -34,6 +34,7 @@
 
 pub mod mixer;
 pub mod ports;
+pub mod recording;
 pub mod relay;
 pub mod rtcp;
 pub mod rtp_stream;

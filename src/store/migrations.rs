@@ -54,8 +54,31 @@ CREATE TABLE registrations (
 CREATE INDEX registrations_expires_at ON registrations (expires_at_unix);
 ";
 
+/// Version 2: the recordings index. `call_id` is the caller leg's Call-ID,
+/// the key of `call_records` (whose row is written when the call ends, after
+/// the recording's, hence no foreign key).
+const V2: &str = "
+CREATE TABLE recordings (
+    id            TEXT    PRIMARY KEY,
+    call_id       TEXT    NOT NULL,
+    path          TEXT    NOT NULL UNIQUE,
+    layout        TEXT    NOT NULL CHECK (layout IN ('stereo', 'mono')),
+    started_at_ms INTEGER NOT NULL,
+    ended_at_ms   INTEGER,
+    duration_ms   INTEGER NOT NULL DEFAULT 0 CHECK (duration_ms >= 0),
+    bytes         INTEGER NOT NULL DEFAULT 0 CHECK (bytes >= 0),
+    state         TEXT    NOT NULL
+        CHECK (state IN ('recording', 'complete', 'incomplete', 'recovered')),
+    sha256        TEXT,
+    reason        TEXT
+);
+CREATE INDEX recordings_call_id ON recordings (call_id);
+CREATE INDEX recordings_started_at ON recordings (started_at_ms);
+CREATE INDEX recordings_open ON recordings (state) WHERE state = 'recording';
+";
+
 /// The ordered migration scripts. Append only.
-pub const MIGRATIONS: &[&str] = &[V1];
+pub const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// The schema version this binary writes: the number of migrations.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -118,7 +141,10 @@ mod tests {
         let mut conn = Connection::open_in_memory().unwrap();
         assert_eq!(migrate(&mut conn).unwrap(), 0);
         assert_eq!(user_version(&conn).unwrap(), SCHEMA_VERSION);
-        assert_eq!(table_names(&conn), ["call_records", "registrations"]);
+        assert_eq!(
+            table_names(&conn),
+            ["call_records", "recordings", "registrations"]
+        );
     }
 
     #[test]
@@ -137,7 +163,10 @@ mod tests {
         let store = Store::open(&path).unwrap();
         let reader = store.reader().unwrap();
         assert_eq!(reader.schema_version().unwrap(), SCHEMA_VERSION);
-        assert_eq!(table_names(&reader.conn), ["call_records", "registrations"]);
+        assert_eq!(
+            table_names(&reader.conn),
+            ["call_records", "recordings", "registrations"]
+        );
         store.close().unwrap();
     }
 
@@ -171,6 +200,26 @@ mod tests {
         assert_eq!(user_version(&conn).unwrap(), 2);
         conn.execute("UPDATE call_records SET queue = 'sales'", [])
             .unwrap();
+    }
+
+    #[test]
+    fn a_version_1_database_gains_the_recordings_table() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate_with(&mut conn, &[V1]).unwrap();
+        assert_eq!(migrate(&mut conn).unwrap(), 1);
+        assert_eq!(user_version(&conn).unwrap(), SCHEMA_VERSION);
+        conn.execute(
+            "INSERT INTO recordings (id, call_id, path, layout, started_at_ms, state)
+             VALUES ('r', 'c', 'recordings/r.wav', 'mono', 1, 'recording')",
+            [],
+        )
+        .unwrap();
+        let bad_state = conn.execute(
+            "INSERT INTO recordings (id, call_id, path, layout, started_at_ms, state)
+             VALUES ('s', 'c', 'recordings/s.wav', 'mono', 1, 'lost')",
+            [],
+        );
+        assert!(bad_state.is_err());
     }
 
     #[test]

@@ -29,10 +29,12 @@ use tokio::sync::oneshot;
 pub mod bindings;
 pub mod cdr;
 pub mod migrations;
+pub mod recordings;
 
 pub use bindings::PersistedBinding;
 pub use cdr::{CallRecord, Direction, Disposition, Side};
 pub use migrations::SCHEMA_VERSION;
+pub use recordings::{RecordingEnd, RecordingRow, RecordingStart, RecordingState};
 
 /// How long a connection waits on a locked database before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -66,6 +68,8 @@ pub enum WriteOp {
     RemoveBinding { user: String, contact_uri: String },
     RemoveAllBindings { user: String },
     PurgeExpiredBindings { now_unix: i64 },
+    StartRecording(RecordingStart),
+    FinishRecording(RecordingEnd),
 }
 
 impl WriteOp {
@@ -78,6 +82,8 @@ impl WriteOp {
             }
             WriteOp::RemoveAllBindings { user } => bindings::remove_all(conn, user),
             WriteOp::PurgeExpiredBindings { now_unix } => bindings::purge_expired(conn, *now_unix),
+            WriteOp::StartRecording(start) => recordings::insert(conn, start),
+            WriteOp::FinishRecording(end) => recordings::finish(conn, end),
         }
     }
 
@@ -88,6 +94,8 @@ impl WriteOp {
             WriteOp::RemoveBinding { .. } => "remove_binding",
             WriteOp::RemoveAllBindings { .. } => "remove_all_bindings",
             WriteOp::PurgeExpiredBindings { .. } => "purge_expired_bindings",
+            WriteOp::StartRecording(_) => "start_recording",
+            WriteOp::FinishRecording(_) => "finish_recording",
         }
     }
 }

@@ -6,7 +6,10 @@
 //!
 //! Must not: take call decisions (which codec wins, when to answer 488, when
 //! a silent call is dead): the call layer does, from what this module
-//! reports. Nothing here decodes audio.
+//! reports. The relay decodes no audio.
+//!
+//! The signal cores are sans-IO (no sockets, no clock, no tokio; time is an
+//! argument): [`g711`] converts between G.711 code words and 16-bit samples.
 //!
 //! # How a call uses it
 //!
@@ -32,6 +35,7 @@
 //! side; after latching, datagrams from anyone else are dropped and counted.
 //! See [`relay`] for the data plane's design and extension points.
 
+pub mod g711;
 pub mod ports;
 pub mod relay;
 pub mod sdp;

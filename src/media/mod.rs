@@ -9,7 +9,9 @@
 //! reports. The relay decodes no audio.
 //!
 //! The signal cores are sans-IO (no sockets, no clock, no tokio; time is an
-//! argument): [`g711`] converts between G.711 code words and 16-bit samples.
+//! argument): [`g711`] converts between G.711 code words and 16-bit samples,
+//! [`tones`] generates call-progress and DTMF tones, [`goertzel`] measures
+//! single frequencies.
 //!
 //! # How a call uses it
 //!
@@ -36,9 +38,11 @@
 //! See [`relay`] for the data plane's design and extension points.
 
 pub mod g711;
+pub mod goertzel;
 pub mod ports;
 pub mod relay;
 pub mod sdp;
+pub mod tones;
 
 pub use ports::{PortAllocator, PortLease};
 pub use relay::{

@@ -11,7 +11,8 @@
 //! The signal cores are sans-IO (no sockets, no clock, no tokio; time is an
 //! argument): [`g711`] converts between G.711 code words and 16-bit samples,
 //! [`tones`] generates call-progress and DTMF tones, [`goertzel`] measures
-//! single frequencies.
+//! single frequencies, [`dtmf`] turns RFC 4733 packets, SIP INFO bodies and
+//! in-band tones into digit events.
 //!
 //! # How a call uses it
 //!
@@ -37,6 +38,7 @@
 //! side; after latching, datagrams from anyone else are dropped and counted.
 //! See [`relay`] for the data plane's design and extension points.
 
+pub mod dtmf;
 pub mod g711;
 pub mod goertzel;
 pub mod ports;

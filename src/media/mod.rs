@@ -12,7 +12,8 @@
 //! argument): [`g711`] converts between G.711 code words and 16-bit samples,
 //! [`tones`] generates call-progress and DTMF tones, [`goertzel`] measures
 //! single frequencies, [`dtmf`] turns RFC 4733 packets, SIP INFO bodies and
-//! in-band tones into digit events.
+//! in-band tones into digit events, [`sound`] loads WAV prompts by name and
+//! [`player`] plays sounds, tones and silences as 20 ms frames.
 //!
 //! # How a call uses it
 //!
@@ -41,9 +42,11 @@
 pub mod dtmf;
 pub mod g711;
 pub mod goertzel;
+pub mod player;
 pub mod ports;
 pub mod relay;
 pub mod sdp;
+pub mod sound;
 pub mod tones;
 
 pub use ports::{PortAllocator, PortLease};

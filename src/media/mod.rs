@@ -6,7 +6,14 @@
 //!
 //! Must not: take call decisions (which codec wins, when to answer 488, when
 //! a silent call is dead): the call layer does, from what this module
-//! reports. Nothing here decodes audio.
+//! reports. The relay decodes no audio.
+//!
+//! The signal cores are sans-IO (no sockets, no clock, no tokio; time is an
+//! argument): [`g711`] converts between G.711 code words and 16-bit samples,
+//! [`tones`] generates call-progress and DTMF tones, [`goertzel`] measures
+//! single frequencies, [`dtmf`] turns RFC 4733 packets, SIP INFO bodies and
+//! in-band tones into digit events, [`sound`] loads WAV prompts by name and
+//! [`player`] plays sounds, tones and silences as 20 ms frames.
 //!
 //! # How a call uses it
 //!
@@ -32,13 +39,19 @@
 //! side; after latching, datagrams from anyone else are dropped and counted.
 //! See [`relay`] for the data plane's design and extension points.
 
+pub mod dtmf;
+pub mod g711;
+pub mod goertzel;
 pub mod mixer;
+pub mod player;
 pub mod ports;
 pub mod recording;
 pub mod relay;
 pub mod rtcp;
 pub mod rtp_stream;
 pub mod sdp;
+pub mod sound;
+pub mod tones;
 
 pub use ports::{PortAllocator, PortLease};
 pub use relay::{

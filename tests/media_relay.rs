@@ -319,8 +319,9 @@ async fn stop_frees_the_ports() {
     let c = call(ports, peer, peer).await;
     assert_eq!(c.ports.in_use(), 2);
     let (a, b) = (c.a, c.b);
-    let stats = c.relay.stop().await;
-    assert_eq!(stats.a.packets_in, 0);
+    let report = c.relay.stop().await;
+    assert_eq!(report.stats.a.packets_in, 0);
+    assert!(report.recording.is_none());
     assert_eq!(c.ports.in_use(), 0);
     for port in [a.port(), a.port() + 1, b.port(), b.port() + 1] {
         std::net::UdpSocket::bind((LOOPBACK, port)).expect("port is free again");

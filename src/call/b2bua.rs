@@ -5,12 +5,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rsip::prelude::*;
 use rsip::{Header, Method, Request, Response, SipMessage};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::context::{CallCommand, CallContext};
 use super::{new_branch, new_tag, CallEvent, CallSetup};
-use crate::media::relay::{Leg, MediaEndpoint, RelayHandle, RelayMetrics};
+use crate::media::dtmf::{self, DigitEvent, DigitSource};
+use crate::media::g711;
+use crate::media::player::{Player, Playlist};
+use crate::media::recording::RecordingSpec;
+use crate::media::relay::{Leg, LegCodec, MediaEndpoint, MediaEvent, RelayHandle, RelayMetrics};
 use crate::media::sdp;
 use crate::metrics::Metrics;
 use crate::registrar::location::Binding;
@@ -18,7 +23,7 @@ use crate::sip::dialog::Dialog;
 use crate::sip::message::{self, response_for, tag_of};
 use crate::sip::transaction::TransactionKey;
 use crate::sip::Peer;
-use crate::store::cdr::{CallRecord, Direction, Disposition, Side};
+use crate::store::cdr::{CallRecord, Direction, Disposition, LineStats, Side};
 use crate::store::WriteOp;
 
 /// How long a finished call waits for the other forks' final answers
@@ -75,6 +80,10 @@ struct Call {
     hangup_side: Option<Side>,
     sip_status: u16,
     sdp_version: u64,
+    /// Digits, playback ends: from the relay once the call is answered.
+    media_events: Option<mpsc::UnboundedReceiver<MediaEvent>>,
+    /// Which legs have put the other on hold (and so hear music).
+    holding: [bool; 2],
 }
 
 fn now_ms() -> i64 {
@@ -150,6 +159,8 @@ pub(super) async fn run(setup: CallSetup, mut events: super::EventReceiver, ctx:
         hangup_side: None,
         sip_status: 0,
         sdp_version: 1,
+        media_events: None,
+        holding: [false, false],
     };
     info!(caller = %call.s.caller, callee = %call.s.callee, "call attempt");
     call.start().await;
@@ -177,6 +188,7 @@ pub(super) async fn run(setup: CallSetup, mut events: super::EventReceiver, ctx:
                 Some(ev) => call.handle(*ev),
                 None => break,
             },
+            Some(ev) = next_media_event(&mut call.media_events) => call.media_event(ev),
             _ = tokio::time::sleep_until(deadline) => match call.phase {
                 Phase::Ringing => call.no_answer(),
                 Phase::Answered => {
@@ -497,6 +509,10 @@ impl Call {
                 Some(b) => body = b,
                 None => return self.respond_to(key, &req, 488, None, None),
             }
+            self.hold_changed(from_a, &req.body);
+        }
+        if req.method == Method::Info {
+            self.info_digit(from_a, &req);
         }
         let (dialog, peer) = if from_a {
             (self.b_dialog.as_mut(), self.b_peer)
@@ -542,7 +558,9 @@ impl Call {
         let parsed = sdp::parse(body).ok()?;
         let local = if from_a { self.b_media? } else { self.a_media? };
         if let (Some(relay), Some(m)) = (&self.relay, sdp::remote_media(&parsed)) {
-            relay.set_remote(if from_a { Leg::A } else { Leg::B }, m.addr);
+            let leg = if from_a { Leg::A } else { Leg::B };
+            relay.set_remote(leg, m.addr);
+            relay.set_codec(leg, leg_codec(&m));
         }
         self.sdp_version += 1;
         let out = sdp::rewrite_for_relay(&parsed, local, 1, self.sdp_version).ok()?;
@@ -701,6 +719,130 @@ impl Call {
         self.disposition = Disposition::Answered;
         self.answered_ms = Some(now_ms());
         info!("call answered");
+        self.start_media_features(&resp.body);
+    }
+
+    /// Once answered: both legs speak the answer's codec; record the call
+    /// and listen for digits as configured.
+    fn start_media_features(&mut self, answer: &[u8]) {
+        let Some(relay) = &self.relay else { return };
+        let media = sdp::parse(answer).ok().and_then(|s| sdp::remote_media(&s));
+        let codec = media.as_ref().map(leg_codec).unwrap_or_default();
+        relay.set_codec(Leg::A, codec);
+        relay.set_codec(Leg::B, codec);
+        self.media_events = Some(relay.events());
+        if self.ctx.config.media.inband_dtmf && codec.telephone_event.is_none() {
+            relay.detect_inband(Leg::A, true);
+            relay.detect_inband(Leg::B, true);
+        }
+        let rec = &self.ctx.config.recording;
+        if rec.enabled {
+            let spec = RecordingSpec {
+                call_id: self.s.a_call_id.clone(),
+                layout: rec.layout,
+                started_at_ms: now_ms(),
+            };
+            match self.ctx.recorder.record(spec) {
+                Ok(handle) => relay.record(handle),
+                Err(e) => warn!(error = %e, "call not recorded"),
+            }
+        }
+    }
+
+    fn media_event(&mut self, ev: MediaEvent) {
+        match ev {
+            MediaEvent::Digit { leg, digit } => self.digit(leg, digit),
+            MediaEvent::PlaybackFinished { leg } => {
+                // Music on hold ran out: start it again while still held.
+                if self.holding[leg_index(leg.other())] {
+                    self.play_music(leg);
+                }
+            }
+        }
+    }
+
+    fn digit(&self, leg: Leg, digit: DigitEvent) {
+        let source = match digit.source {
+            DigitSource::Rfc4733 => "rfc4733",
+            DigitSource::Info => "info",
+            DigitSource::Inband => "inband",
+        };
+        info!(
+            leg = ?leg,
+            digit = %digit.digit,
+            source,
+            duration_ms = digit.duration_ms,
+            "DTMF digit"
+        );
+        if let Ok(c) = self.ctx.metrics.register_counter(
+            &format!("dtmf_digits_{source}_total"),
+            "DTMF key presses received, by how they were signalled.",
+        ) {
+            c.inc();
+        }
+    }
+
+    /// A SIP INFO carrying a key press (`application/dtmf-relay` or
+    /// `application/dtmf`); it is relayed to the other leg as well.
+    fn info_digit(&self, from_a: bool, req: &Request) {
+        let content_type = req.headers.iter().find_map(|h| match h {
+            Header::ContentType(c) => Some(c.value().to_owned()),
+            _ => None,
+        });
+        let Some(content_type) = content_type else {
+            return;
+        };
+        if let Some((digit, duration)) = dtmf::parse_info(&content_type, &req.body) {
+            let leg = if from_a { Leg::A } else { Leg::B };
+            let start = u64::try_from(now_ms()).unwrap_or(0);
+            let digit = DigitEvent {
+                digit,
+                start,
+                duration_ms: duration.unwrap_or(0),
+                source: DigitSource::Info,
+            };
+            self.digit(leg, digit);
+        }
+    }
+
+    /// `leg` hears music on hold (silence when none is configured).
+    fn play_music(&self, leg: Leg) {
+        let Some(relay) = &self.relay else { return };
+        let mut list = Playlist::new();
+        for sound in &self.ctx.config.media.music_on_hold {
+            list = list.then_sound(sound.clone());
+        }
+        if list.items().is_empty() {
+            list = list.then_silence(60_000);
+        }
+        relay.play(leg, Player::new(list));
+    }
+
+    /// A re-INVITE or UPDATE from one leg: music for the other while held.
+    fn hold_changed(&mut self, from_a: bool, body: &[u8]) {
+        let Some(m) = sdp::parse(body).ok().and_then(|s| sdp::remote_media(&s)) else {
+            return;
+        };
+        let (holder, held) = if from_a {
+            (Leg::A, Leg::B)
+        } else {
+            (Leg::B, Leg::A)
+        };
+        let was = self.holding[leg_index(holder)];
+        let now = m.is_hold();
+        self.holding[leg_index(holder)] = now;
+        match (was, now) {
+            (false, true) => {
+                info!(?held, "on hold: music on hold");
+                self.play_music(held);
+            }
+            (true, false) => {
+                if let Some(relay) = &self.relay {
+                    relay.stop_playing(held);
+                }
+            }
+            _ => {}
+        }
     }
 
     fn ack_or_drop_stray(&mut self, resp: &Response) {
@@ -889,9 +1031,22 @@ impl Call {
     }
 
     async fn finish(mut self) {
+        let mut lines = [None, None];
         if let Some(relay) = self.relay.take() {
-            let stats = relay.stop().await;
-            debug!(?stats, "media relay stopped");
+            let report = relay.stop().await;
+            debug!(stats = ?report.stats, "media relay stopped");
+            for (i, q) in report.quality.iter().enumerate() {
+                if q.packets_received > 0 {
+                    lines[i] = Some(LineStats {
+                        rtp_packets: q.packets_received,
+                        rtp_lost: q.packets_lost,
+                        jitter_us: (f64::from(q.jitter_ms_avg) * 1000.0) as u64,
+                    });
+                }
+            }
+            if let Some(rec) = report.recording {
+                info!(recording = %rec.id, "call recording closed");
+            }
         }
         let ended = now_ms();
         let rec = CallRecord {
@@ -908,6 +1063,8 @@ impl Call {
             ring_ms: 0,
             talk_ms: 0,
             caller_ip: Some(self.s.a_peer.remote.ip().to_string()),
+            caller_line: lines[0],
+            callee_line: lines[1],
         }
         .with_derived_durations();
         info!(
@@ -940,5 +1097,35 @@ fn relay_metrics(m: &Metrics) -> RelayMetrics {
             "RTP packets relayed from callees to callers.",
         ),
         dropped: m.rtp_packets_dropped().clone(),
+    }
+}
+
+/// The G.711 codec and telephone-event payload type a peer's SDP puts first.
+fn leg_codec(m: &sdp::MediaInfo) -> LegCodec {
+    let codec = m.codecs.iter().find_map(|c| match c.pt {
+        0 => Some(g711::Codec::Pcmu),
+        8 => Some(g711::Codec::Pcma),
+        _ => None,
+    });
+    LegCodec {
+        codec,
+        telephone_event: m.telephone_event_pt,
+    }
+}
+
+/// The next media event, or never when the call has no media yet.
+async fn next_media_event(
+    events: &mut Option<mpsc::UnboundedReceiver<MediaEvent>>,
+) -> Option<MediaEvent> {
+    match events {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn leg_index(leg: Leg) -> usize {
+    match leg {
+        Leg::A => 0,
+        Leg::B => 1,
     }
 }

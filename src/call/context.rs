@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 
 use crate::config::Config;
 use crate::media::ports::PortAllocator;
+use crate::media::recording::Recorder;
 use crate::media::relay::MediaEngine;
 use crate::metrics::Metrics;
 use crate::sip::transaction::TransactionKey;
@@ -108,6 +109,7 @@ pub struct CallContext {
     pub addressing: Arc<Addressing>,
     pub ports: PortAllocator,
     pub media: MediaEngine,
+    pub recorder: Recorder,
     pub store: Store,
     pub metrics: Metrics,
 }

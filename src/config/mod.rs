@@ -9,7 +9,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::media::recording::RecordingLayout;
+use crate::media::sound::Sound;
+use crate::media::tones::ToneProfile;
 
 pub mod locate;
 pub mod raw;
@@ -31,6 +36,7 @@ pub struct Config {
     pub registrar: RegistrarConfig,
     pub auth: AuthSettings,
     pub media: MediaConfig,
+    pub recording: RecordingConfig,
     pub storage: StorageConfig,
     pub log: LogConfig,
     pub http: HttpConfig,
@@ -86,7 +92,7 @@ pub struct AuthSettings {
     pub lockout_response: LockoutResponse,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct MediaConfig {
     /// Address RTP sockets bind to and that SDP advertises; `None` = the
     /// local address the SIP message arrived on.
@@ -95,6 +101,23 @@ pub struct MediaConfig {
     pub rtp_port_max: u16,
     /// Media worker threads; 0 = one per core.
     pub workers: usize,
+    /// Directories searched for prompts, in order.
+    pub sounds: Vec<PathBuf>,
+    /// Music on hold, loaded and checked (8000 Hz mono 16-bit WAV); empty
+    /// when the configured place does not exist (then the held party hears
+    /// silence).
+    pub music_on_hold: Vec<Arc<Sound>>,
+    /// Call-progress tones of this country ("JP", "US").
+    pub tones: ToneProfile,
+    /// Listen for DTMF tones in the audio of legs without RFC 4733.
+    pub inband_dtmf: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct RecordingConfig {
+    /// Record every answered call.
+    pub enabled: bool,
+    pub layout: RecordingLayout,
 }
 
 #[derive(Debug, Clone)]

@@ -12,6 +12,7 @@ pub struct RawConfig {
     pub registrar: RawRegistrar,
     pub auth: RawAuth,
     pub media: RawMedia,
+    pub recording: RawRecording,
     pub storage: RawStorage,
     pub log: RawLog,
     pub http: RawHttp,
@@ -94,6 +95,26 @@ pub struct RawMedia {
     pub rtp_port_min: u16,
     pub rtp_port_max: u16,
     pub workers: usize,
+    pub sounds: Vec<String>,
+    pub music_on_hold: String,
+    pub tones: String,
+    pub inband_dtmf: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawRecording {
+    pub enabled: bool,
+    pub layout: String,
+}
+
+impl Default for RawRecording {
+    fn default() -> Self {
+        RawRecording {
+            enabled: true,
+            layout: "stereo".into(),
+        }
+    }
 }
 
 impl Default for RawMedia {
@@ -103,6 +124,13 @@ impl Default for RawMedia {
             rtp_port_min: 10000,
             rtp_port_max: 20000,
             workers: 0,
+            sounds: vec![
+                "sounds".into(),
+                "/usr/share/asterisk/sounds/en_US_f_Allison".into(),
+            ],
+            music_on_hold: "/usr/share/asterisk/moh".into(),
+            tones: "JP".into(),
+            inband_dtmf: true,
         }
     }
 }

@@ -162,6 +162,27 @@ pub(super) fn validate(
         errs.push(&[Key("media"), Key("rtp_port_min")], "the RTP range needs rtp_port_min >= 1024 and room for two port pairs below rtp_port_max");
     }
 
+    let sounds: Vec<PathBuf> = m.sounds.iter().map(|d| relative_to(base, d)).collect();
+    let music_on_hold = load_music(&mut errs, &relative_to(base, &m.music_on_hold));
+    let tones = ToneProfile::for_country(&m.tones).unwrap_or_else(|| {
+        errs.push(
+            &[Key("media"), Key("tones")],
+            format!("unknown tone country {:?}: use \"JP\" or \"US\"", m.tones),
+        );
+        ToneProfile::japan()
+    });
+    let layout = match raw.recording.layout.as_str() {
+        "stereo" => RecordingLayout::Stereo,
+        "mono" => RecordingLayout::Mono,
+        other => {
+            errs.push(
+                &[Key("recording"), Key("layout")],
+                format!("{other:?} is not a layout: use \"stereo\" or \"mono\""),
+            );
+            RecordingLayout::Stereo
+        }
+    };
+
     if raw.storage.data_dir.trim().is_empty() {
         errs.push(&[Key("storage"), Key("data_dir")], "must not be empty");
     }
@@ -296,6 +317,14 @@ pub(super) fn validate(
             rtp_port_min: m.rtp_port_min,
             rtp_port_max: m.rtp_port_max,
             workers: m.workers,
+            sounds,
+            music_on_hold,
+            tones,
+            inband_dtmf: m.inband_dtmf,
+        },
+        recording: RecordingConfig {
+            enabled: raw.recording.enabled,
+            layout,
         },
         storage: StorageConfig { data_dir },
         log: LogConfig {
@@ -312,6 +341,51 @@ pub(super) fn validate(
         },
         extensions,
     })
+}
+
+/// A path from the configuration: absolute, or relative to its directory.
+fn relative_to(base: &Path, path: &str) -> PathBuf {
+    let p = PathBuf::from(path);
+    if p.is_absolute() {
+        p
+    } else {
+        base.join(p)
+    }
+}
+
+/// Music on hold: one WAV file, or every `.wav` in a directory (in name
+/// order). Each must be 8000 Hz mono 16-bit; a file that is not is an
+/// error naming the file. A place that does not exist means no music.
+fn load_music(errs: &mut Errors, place: &Path) -> Vec<Arc<Sound>> {
+    let key = [Key("media"), Key("music_on_hold")];
+    let files = if place.is_dir() {
+        match std::fs::read_dir(place) {
+            Ok(entries) => {
+                let mut files: Vec<PathBuf> = entries
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|x| x.eq_ignore_ascii_case("wav")))
+                    .collect();
+                files.sort();
+                files
+            }
+            Err(e) => {
+                errs.push(&key, format!("{}: {e}", place.display()));
+                return Vec::new();
+            }
+        }
+    } else if place.exists() {
+        vec![place.to_path_buf()]
+    } else {
+        return Vec::new();
+    };
+    let mut sounds = Vec::new();
+    for file in files {
+        match Sound::load(&file) {
+            Ok(sound) => sounds.push(Arc::new(sound)),
+            Err(e) => errs.push(&key, e.to_string()),
+        }
+    }
+    sounds
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use tracing::{error, info, warn};
 use crate::call::context::{Addressing, CallContext};
 use crate::config::{self, Config};
 use crate::media::ports::PortAllocator;
+use crate::media::recording::{Recorder, RecorderConfig};
 use crate::media::relay::MediaEngine;
 use crate::metrics::Metrics;
 use crate::registrar::Registrar;
@@ -68,6 +69,20 @@ pub async fn run(source: ConfigSource, config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(config.storage.recordings())
         .context("creating recordings directory")?;
     let store = Store::open(&config.storage.database()).context("opening the database")?;
+    // Recordings a crash left open are repaired before anything records.
+    let (recorder, recovery) = {
+        let (data_dir, store) = (config.storage.data_dir.clone(), store.clone());
+        tokio::task::spawn_blocking(move || Recorder::start(RecorderConfig::new(data_dir), store))
+            .await?
+            .context("starting the recorder")?
+    };
+    if recovery.recovered + recovery.failed > 0 {
+        info!(
+            repaired = recovery.recovered,
+            failed = recovery.failed,
+            "recordings left open by a crash were closed"
+        );
+    }
     let metrics = Metrics::new();
 
     // Listeners first: a port in use is a start-up error.
@@ -116,6 +131,7 @@ pub async fn run(source: ConfigSource, config: Config) -> anyhow::Result<()> {
         addressing: Arc::new(Addressing::new(config.sip.advertise, config.media.address)),
         ports: PortAllocator::new(config.media.rtp_port_min, config.media.rtp_port_max),
         media: MediaEngine::start(config.media.workers).context("starting media workers")?,
+        recorder: recorder.clone(),
         store: store.clone(),
         metrics: metrics.clone(),
     };
@@ -228,6 +244,9 @@ pub async fn run(source: ConfigSource, config: Config) -> anyhow::Result<()> {
     }
     let _ = http_stop_tx.send(());
     core_task.abort();
+    // Recordings still open are closed before the store goes.
+    let closing = recorder.clone();
+    tokio::task::spawn_blocking(move || closing.close()).await??;
     let store_for_close = store.clone();
     tokio::task::spawn_blocking(move || store_for_close.close()).await??;
     info!("denwa stopped");

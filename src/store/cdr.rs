@@ -97,6 +97,16 @@ text_enum!(
     }
 );
 
+/// What denwa received from one side's phone during a call: the answer to
+/// "was the line bad?".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LineStats {
+    pub rtp_packets: u64,
+    pub rtp_lost: u64,
+    /// Mean interarrival jitter (RFC 3550), microseconds.
+    pub jitter_us: u64,
+}
+
 /// One call attempt, written when the call is over. Times are unix epoch
 /// milliseconds.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,6 +127,9 @@ pub struct CallRecord {
     /// Derived: see [`CallRecord::talk_ms_of`]. Stored as given.
     pub talk_ms: i64,
     pub caller_ip: Option<String>,
+    /// Line quality from each side, when media flowed.
+    pub caller_line: Option<LineStats>,
+    pub callee_line: Option<LineStats>,
 }
 
 impl CallRecord {
@@ -157,7 +170,8 @@ impl Reader {
         let mut stmt = self.conn.prepare_cached(
             "SELECT call_id, started_at_ms, answered_at_ms, ended_at_ms, caller, callee,
                     direction, disposition, hangup_side, sip_status, ring_ms, talk_ms,
-                    caller_ip
+                    caller_ip, caller_rtp_packets, caller_rtp_lost, caller_jitter_us,
+                    callee_rtp_packets, callee_rtp_lost, callee_jitter_us
              FROM call_records ORDER BY started_at_ms DESC, id DESC LIMIT ?1",
         )?;
         let mut rows = stmt.query([limit])?;
@@ -189,8 +203,10 @@ pub(super) fn insert(conn: &Connection, rec: &CallRecord) -> rusqlite::Result<()
     let mut stmt = conn.prepare_cached(
         "INSERT INTO call_records (call_id, started_at_ms, answered_at_ms, ended_at_ms,
              caller, callee, direction, disposition, hangup_side, sip_status,
-             ring_ms, talk_ms, caller_ip)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+             ring_ms, talk_ms, caller_ip, caller_rtp_packets, caller_rtp_lost,
+             caller_jitter_us, callee_rtp_packets, callee_rtp_lost, callee_jitter_us)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
+                 ?14, ?15, ?16, ?17, ?18, ?19)",
     )?;
     stmt.execute(params![
         rec.call_id,
@@ -206,6 +222,12 @@ pub(super) fn insert(conn: &Connection, rec: &CallRecord) -> rusqlite::Result<()
         rec.ring_ms,
         rec.talk_ms,
         rec.caller_ip,
+        rec.caller_line.map(|l| sql_int(l.rtp_packets)),
+        rec.caller_line.map(|l| sql_int(l.rtp_lost)),
+        rec.caller_line.map(|l| sql_int(l.jitter_us)),
+        rec.callee_line.map(|l| sql_int(l.rtp_packets)),
+        rec.callee_line.map(|l| sql_int(l.rtp_lost)),
+        rec.callee_line.map(|l| sql_int(l.jitter_us)),
     ])?;
     Ok(())
 }
@@ -228,7 +250,26 @@ fn record_from_row(row: &Row<'_>) -> Result<CallRecord, StoreError> {
         ring_ms: row.get(10)?,
         talk_ms: row.get(11)?,
         caller_ip: row.get(12)?,
+        caller_line: line_from_row(row, 13)?,
+        callee_line: line_from_row(row, 16)?,
     })
+}
+
+fn sql_int(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Three columns from `first`: packets, lost, jitter; absent when no media.
+fn line_from_row(row: &Row<'_>, first: usize) -> Result<Option<LineStats>, StoreError> {
+    let packets: Option<i64> = row.get(first)?;
+    let lost: Option<i64> = row.get(first + 1)?;
+    let jitter: Option<i64> = row.get(first + 2)?;
+    let n = |v: Option<i64>| u64::try_from(v.unwrap_or(0)).unwrap_or(0);
+    Ok(packets.map(|p| LineStats {
+        rtp_packets: n(Some(p)),
+        rtp_lost: n(lost),
+        jitter_us: n(jitter),
+    }))
 }
 
 /// Parse a stored enum, mapping an unknown value to a typed error.
@@ -310,6 +351,12 @@ mod tests {
             ring_ms: 500,
             talk_ms: 0,
             caller_ip: None,
+            caller_line: None,
+            callee_line: Some(LineStats {
+                rtp_packets: 1500,
+                rtp_lost: 3,
+                jitter_us: 2500,
+            }),
         };
         store.record_call(full.clone()).unwrap();
         store.record_call(sparse.clone()).unwrap();

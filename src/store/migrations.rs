@@ -78,7 +78,18 @@ CREATE INDEX recordings_open ON recordings (state) WHERE state = 'recording';
 ";
 
 /// The ordered migration scripts. Append only.
-pub const MIGRATIONS: &[&str] = &[V1, V2];
+/// Version 3: line quality per call: what denwa received from each side's
+/// phone (RTP packets, lost packets, mean interarrival jitter).
+const V3: &str = "
+ALTER TABLE call_records ADD COLUMN caller_rtp_packets INTEGER;
+ALTER TABLE call_records ADD COLUMN caller_rtp_lost INTEGER;
+ALTER TABLE call_records ADD COLUMN caller_jitter_us INTEGER;
+ALTER TABLE call_records ADD COLUMN callee_rtp_packets INTEGER;
+ALTER TABLE call_records ADD COLUMN callee_rtp_lost INTEGER;
+ALTER TABLE call_records ADD COLUMN callee_jitter_us INTEGER;
+";
+
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3];
 
 /// The schema version this binary writes: the number of migrations.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

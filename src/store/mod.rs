@@ -102,7 +102,7 @@ impl WriteOp {
 
 /// What the writer thread receives.
 enum Command {
-    Write(WriteOp),
+    Write(Box<WriteOp>),
     /// Answered once everything queued before it has been committed.
     Flush(oneshot::Sender<()>),
     /// Commit what is queued, then stop.
@@ -168,7 +168,7 @@ impl Store {
     pub fn submit(&self, op: WriteOp) -> Result<(), StoreError> {
         self.shared
             .tx
-            .send(Command::Write(op))
+            .send(Command::Write(Box::new(op)))
             .map_err(|_| StoreError::Closed)
     }
 
@@ -292,7 +292,7 @@ struct Batch {
 impl Batch {
     fn push(&mut self, cmd: Command) {
         match cmd {
-            Command::Write(op) => self.writes.push(op),
+            Command::Write(op) => self.writes.push(*op),
             Command::Flush(done) => self.flushes.push(done),
             Command::Shutdown => self.shutdown = true,
         }
@@ -383,6 +383,8 @@ mod tests {
             ring_ms: 0,
             talk_ms: 0,
             caller_ip: Some("192.0.2.10".into()),
+            caller_line: None,
+            callee_line: None,
         }
         .with_derived_durations()
     }

@@ -54,7 +54,9 @@ pub mod recover;
 pub mod timeline;
 mod writer;
 
-pub use handle::{Recorder, RecorderConfig, RecorderStats, RecordingHandle, RecordingSpec};
+pub use handle::{
+    Recorder, RecorderConfig, RecorderStats, RecordingHandle, RecordingSpec, RecordingSummary,
+};
 pub use recover::{recover, RecoveryReport};
 pub use timeline::{Block, Timeline, TimelineConfig, TimelineStats};
 

@@ -62,9 +62,16 @@ use tokio::sync::{mpsc, oneshot};
 use super::ports::{PortAllocator, PortLease};
 use crate::metrics::Counter;
 
+mod signal;
 mod worker;
 
+pub use signal::LegCodec;
 use worker::{CallId, Command, WorkerLink};
+
+use crate::media::dtmf::DigitEvent;
+use crate::media::player::Player;
+use crate::media::recording::{RecordingHandle, RecordingSummary};
+use crate::media::rtcp::LineQuality;
 
 /// How many port pairs [`MediaEndpoint::bind`] tries before giving up.
 pub const MAX_BIND_ATTEMPTS: usize = 16;
@@ -522,6 +529,26 @@ impl Drop for EngineInner {
     }
 }
 
+/// What the media of a call tells its call actor.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MediaEvent {
+    /// A key pressed on `leg`'s phone (RFC 4733 or in-band), once per press.
+    Digit { leg: Leg, digit: DigitEvent },
+    /// What was playing to `leg` has ended.
+    PlaybackFinished { leg: Leg },
+}
+
+/// Everything known about a relay when it stops.
+#[derive(Debug, Clone)]
+pub struct RelayReport {
+    pub stats: RelayStats,
+    /// Per leg (A, B): what denwa received from that leg's phone, and what
+    /// the phone reported about denwa's stream.
+    pub quality: [LineQuality; 2],
+    /// The call's recording, closed, if it was recorded.
+    pub recording: Option<RecordingSummary>,
+}
+
 /// The call layer's handle on a running relay. Dropping it stops the relay.
 #[derive(Debug)]
 pub struct RelayHandle {
@@ -565,16 +592,66 @@ impl RelayHandle {
         self.shared.snapshot()
     }
 
-    /// Takes the call off its worker, waits until its sockets are closed
-    /// and its ports are back in the allocator, and returns the final
-    /// counters.
-    pub async fn stop(mut self) -> RelayStats {
+    /// The codec and telephone-event payload type `leg` negotiated: needed
+    /// to decode (recording, in-band DTMF), to transcode when the legs
+    /// differ, and to play to the leg.
+    pub fn set_codec(&self, leg: Leg, codec: LegCodec) {
+        self.link.send(Command::SetCodec(self.id, leg, codec));
+    }
+
+    /// The call's media events from now on (replaces an earlier receiver).
+    pub fn events(&self) -> mpsc::UnboundedReceiver<MediaEvent> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.link.send(Command::Subscribe(self.id, tx));
+        rx
+    }
+
+    /// Plays to `leg` instead of what the other leg sends, until the
+    /// player ends ([`MediaEvent::PlaybackFinished`]) or
+    /// [`Self::stop_playing`]. The leg's phone sees one continuous RTP
+    /// stream throughout.
+    pub fn play(&self, leg: Leg, player: Player) {
+        self.link
+            .send(Command::Play(self.id, leg, Box::new(player)));
+    }
+
+    /// Back to hearing the other leg.
+    pub fn stop_playing(&self, leg: Leg) {
+        self.link.send(Command::StopPlay(self.id, leg));
+    }
+
+    /// Listens for DTMF tones in `leg`'s audio (when it has no RFC 4733).
+    pub fn detect_inband(&self, leg: Leg, on: bool) {
+        self.link.send(Command::Inband(self.id, leg, on));
+    }
+
+    /// Records both legs into `recording` from now until the relay stops.
+    pub fn record(&self, recording: RecordingHandle) {
+        self.link
+            .send(Command::Record(self.id, Box::new(recording)));
+    }
+
+    /// Pauses (silence in the file) or resumes the recording.
+    pub fn pause_recording(&self, pause: bool) {
+        self.link.send(Command::PauseRecording(self.id, pause));
+    }
+
+    /// Takes the call off its worker, waits until its sockets are closed,
+    /// its ports are back in the allocator and its recording is closed,
+    /// and returns the final report.
+    pub async fn stop(mut self) -> RelayReport {
         self.stopped = true;
         let (done, closed) = oneshot::channel();
         self.link.send(Command::Remove(self.id, Some(done)));
-        // An error means the worker is gone, and the sockets with it.
-        let _ = closed.await;
-        self.shared.snapshot()
+        match closed.await {
+            Ok(report) => report,
+            // The worker is gone, and the sockets with it.
+            Err(_) => RelayReport {
+                stats: self.shared.snapshot(),
+                quality: Default::default(),
+                recording: None,
+            },
+        }
     }
 }
 

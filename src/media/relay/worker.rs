@@ -20,17 +20,22 @@ use std::net::SocketAddr;
 use std::sync::mpsc as std_mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mio::{Events, Interest, Poll, Token, Waker};
 use rtp_rs::RtpReader;
 use tokio::sync::{mpsc, oneshot};
 
+use super::signal::{self, relayed_from, CallRecording, LegCodec, LegSignal};
 use super::{
     add, bump, copy_to_taps, looks_like_rtcp, rtcp_companion, Admit, Direction, Latch, Leg,
-    MediaEndpoint, RelayMetrics, Shared, Stream,
+    MediaEndpoint, MediaEvent, RelayMetrics, RelayReport, Shared, Stream,
 };
+use crate::media::g711::Codec;
+use crate::media::player::Player;
+use crate::media::recording::RecordingHandle;
+use crate::media::rtp_stream::payload_range;
 
 /// The token of the worker's wake-up; call sockets use the others.
 const WAKE: Token = Token(usize::MAX);
@@ -41,6 +46,10 @@ const MAX_DATAGRAM: usize = 8192;
 const BURST: usize = 64;
 /// Readiness events taken per `epoll_wait`.
 const EVENTS: usize = 1024;
+/// One audio frame: players, recordings and DTMF time-outs advance on it.
+const FRAME: Duration = Duration::from_millis(20);
+/// Frames a late worker catches up on before it skips ahead.
+const MAX_CATCH_UP: u32 = 5;
 
 /// A call's identity on its worker: table slot and generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,8 +69,16 @@ pub(super) enum Command {
     SetRemote(CallId, Leg, SocketAddr),
     Tap(CallId, Direction, mpsc::Sender<Bytes>),
     Forward(CallId, Direction, bool),
-    /// Close the call's sockets, then tell the waiter (if any).
-    Remove(CallId, Option<oneshot::Sender<()>>),
+    SetCodec(CallId, Leg, LegCodec),
+    Subscribe(CallId, mpsc::UnboundedSender<MediaEvent>),
+    Play(CallId, Leg, Box<Player>),
+    StopPlay(CallId, Leg),
+    Inband(CallId, Leg, bool),
+    Record(CallId, Box<RecordingHandle>),
+    PauseRecording(CallId, bool),
+    /// Close the call's sockets and its recording, then tell the waiter
+    /// (if any) the final report.
+    Remove(CallId, Option<oneshot::Sender<RelayReport>>),
     Shutdown,
 }
 
@@ -97,6 +114,13 @@ impl std::fmt::Debug for Command {
                 write!(f, "Forward({id:?}, {direction:?}, {on})")
             }
             Command::Remove(id, _) => write!(f, "Remove({id:?})"),
+            Command::SetCodec(id, leg, codec) => write!(f, "SetCodec({id:?}, {leg:?}, {codec:?})"),
+            Command::Subscribe(id, _) => write!(f, "Subscribe({id:?})"),
+            Command::Play(id, leg, _) => write!(f, "Play({id:?}, {leg:?})"),
+            Command::StopPlay(id, leg) => write!(f, "StopPlay({id:?}, {leg:?})"),
+            Command::Inband(id, leg, on) => write!(f, "Inband({id:?}, {leg:?}, {on})"),
+            Command::Record(id, _) => write!(f, "Record({id:?})"),
+            Command::PauseRecording(id, on) => write!(f, "PauseRecording({id:?}, {on})"),
             Command::Shutdown => write!(f, "Shutdown"),
         }
     }
@@ -151,6 +175,8 @@ pub(super) fn spawn(index: usize) -> io::Result<(WorkerLink, JoinHandle<()>)> {
     let slots = Arc::new(SlotAllocator::default());
     let worker = Worker {
         poll,
+        epoch: Instant::now(),
+        next_frame: None,
         commands: receiver,
         calls: Vec::new(),
         slots: Arc::clone(&slots),
@@ -209,6 +235,9 @@ struct CallMedia {
     metrics: RelayMetrics,
     /// Counted here, added to `metrics` at the end of the loop turn.
     pending: Pending,
+    signal: [LegSignal; 2],
+    recording: Option<CallRecording>,
+    events: Option<mpsc::UnboundedSender<MediaEvent>>,
 }
 
 #[derive(Default)]
@@ -218,6 +247,64 @@ struct Pending {
 }
 
 impl CallMedia {
+    /// Whether the call needs the worker's frame clock.
+    fn needs_frames(&self) -> bool {
+        self.recording.is_some() || self.signal.iter().any(|s| s.player.is_some())
+    }
+
+    /// One frame of time passed: players send, lost DTMF ends time out,
+    /// the recording advances over silence.
+    fn on_frame(&mut self, clock: Clock) {
+        for leg in [Leg::A, Leg::B] {
+            let i = leg.index();
+            if let Some(digit) = self.signal[i].tick(clock.ms) {
+                signal::emit(&mut self.events, MediaEvent::Digit { leg, digit });
+            }
+            if self.signal[i].player.is_none() {
+                continue;
+            }
+            match self.signal[i].next_player_packet(clock.ms) {
+                Some(packet) => self.send_own(leg, packet.as_slice()),
+                None => {
+                    self.signal[i].player = None;
+                    signal::emit(&mut self.events, MediaEvent::PlaybackFinished { leg });
+                }
+            }
+        }
+        if let Some(rec) = self.recording.as_mut() {
+            let position = rec.position(clock.now);
+            rec.handle.tick(position);
+        }
+    }
+
+    /// Sends a packet denwa generated to `leg`'s peer.
+    fn send_own(&mut self, leg: Leg, packet: &[u8]) {
+        let runtime = &self.legs[leg.index()];
+        let counters = &self.shared.legs[leg.index()];
+        let Some(remote) = runtime.rtp.remote else {
+            return;
+        };
+        match runtime.endpoint.socket(Stream::Rtp).send_to(packet, remote) {
+            Ok(sent) => {
+                bump(&counters.packets_out);
+                add(&counters.bytes_out, sent);
+            }
+            Err(_) => bump(&counters.send_errors),
+        }
+    }
+
+    fn report(&mut self, clock: Clock) -> RelayReport {
+        let recording = self.recording.take().map(|rec| {
+            let position = rec.position(clock.now);
+            rec.handle.stop(position, clock.unix_ms())
+        });
+        RelayReport {
+            stats: self.shared.snapshot(),
+            quality: [self.signal[0].line_quality(), self.signal[1].line_quality()],
+            recording,
+        }
+    }
+
     fn flush_metrics(&mut self) {
         let p = std::mem::take(&mut self.pending);
         let [a_to_b, b_to_a] = p.forwarded;
@@ -232,8 +319,27 @@ impl CallMedia {
     }
 }
 
+/// The worker's time, read once per loop turn.
+#[derive(Debug, Clone, Copy)]
+struct Clock {
+    now: Instant,
+    /// Milliseconds since the worker started.
+    ms: u64,
+}
+
+impl Clock {
+    fn unix_ms(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    }
+}
+
 struct Worker {
     poll: Poll,
+    epoch: Instant,
+    /// When the next frame is due, while any call needs frames.
+    next_frame: Option<Instant>,
     commands: std_mpsc::Receiver<Command>,
     calls: Vec<Option<CallMedia>>,
     slots: Arc<SlotAllocator>,
@@ -265,15 +371,19 @@ impl Worker {
         let mut events = Events::with_capacity(EVENTS);
         let mut touched: Vec<usize> = Vec::new();
         loop {
-            if let Err(e) = self.poll.poll(&mut events, None::<Duration>) {
+            let timeout = self
+                .next_frame
+                .map(|due| due.saturating_duration_since(Instant::now()));
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
                 tracing::error!(error = %e, "media worker cannot poll; its calls lose media");
                 return;
             }
+            let clock = self.clock();
             // Commands sent before these datagrams arrived apply to them.
-            if !self.apply_commands() {
+            if !self.apply_commands(clock) {
                 return;
             }
             for event in events.iter() {
@@ -281,9 +391,10 @@ impl Worker {
                     continue;
                 }
                 let (slot, leg, stream) = from_token(event.token());
-                self.drain(slot, leg, stream);
+                self.drain(slot, leg, stream, clock);
                 touched.push(slot);
             }
+            self.frames(clock);
             for slot in touched.drain(..) {
                 if let Some(Some(call)) = self.calls.get_mut(slot) {
                     call.flush_metrics();
@@ -292,19 +403,59 @@ impl Worker {
         }
     }
 
+    fn clock(&self) -> Clock {
+        let now = Instant::now();
+        let ms = now.duration_since(self.epoch).as_millis();
+        Clock {
+            now,
+            ms: u64::try_from(ms).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// Runs the frames that are due, for the calls that need them, and
+    /// schedules the next one.
+    fn frames(&mut self, clock: Clock) {
+        let mut due = match self.next_frame {
+            Some(due) if due <= clock.now => due,
+            Some(_) => return,
+            None => {
+                if self.calls.iter().flatten().any(CallMedia::needs_frames) {
+                    self.next_frame = Some(clock.now + FRAME);
+                }
+                return;
+            }
+        };
+        let mut ran = 0;
+        while due <= clock.now && ran < MAX_CATCH_UP {
+            for call in self.calls.iter_mut().flatten() {
+                if call.needs_frames() {
+                    call.on_frame(clock);
+                    call.flush_metrics();
+                }
+            }
+            due += FRAME;
+            ran += 1;
+        }
+        if due <= clock.now {
+            due = clock.now + FRAME;
+        }
+        let busy = self.calls.iter().flatten().any(CallMedia::needs_frames);
+        self.next_frame = busy.then_some(due);
+    }
+
     /// Applies every queued command; false once the engine shuts down.
-    fn apply_commands(&mut self) -> bool {
+    fn apply_commands(&mut self, clock: Clock) -> bool {
         loop {
             match self.commands.try_recv() {
                 Ok(Command::Shutdown) => return false,
-                Ok(command) => self.apply(command),
+                Ok(command) => self.apply(command, clock),
                 Err(std_mpsc::TryRecvError::Empty) => return true,
                 Err(std_mpsc::TryRecvError::Disconnected) => return false,
             }
         }
     }
 
-    fn apply(&mut self, command: Command) {
+    fn apply(&mut self, command: Command, clock: Clock) {
         match command {
             Command::Add {
                 id,
@@ -332,9 +483,56 @@ impl Worker {
                 }
             }
             Command::Remove(id, done) => {
-                self.remove(id);
-                if let Some(done) = done {
-                    let _ = done.send(());
+                if let Some(report) = self.remove(id, clock) {
+                    if let Some(done) = done {
+                        let _ = done.send(report);
+                    }
+                }
+            }
+            Command::SetCodec(id, leg, codec) => {
+                if let Some(call) = self.call_mut(id) {
+                    call.signal[leg.index()].codec = codec;
+                }
+            }
+            Command::Subscribe(id, events) => {
+                if let Some(call) = self.call_mut(id) {
+                    call.events = Some(events);
+                }
+            }
+            Command::Play(id, leg, player) => {
+                if let Some(call) = self.call_mut(id) {
+                    let seed = rand::random::<u32>();
+                    call.signal[leg.index()].start_player(*player, seed);
+                }
+                self.frames(clock);
+            }
+            Command::StopPlay(id, leg) => {
+                if let Some(call) = self.call_mut(id) {
+                    call.signal[leg.index()].player = None;
+                }
+            }
+            Command::Inband(id, leg, on) => {
+                if let Some(call) = self.call_mut(id) {
+                    call.signal[leg.index()].set_inband(on);
+                }
+            }
+            Command::Record(id, handle) => {
+                if let Some(call) = self.call_mut(id) {
+                    call.recording = Some(CallRecording {
+                        handle: *handle,
+                        started: clock.now,
+                    });
+                }
+                self.frames(clock);
+            }
+            Command::PauseRecording(id, pause) => {
+                if let Some(rec) = self.call_mut(id).and_then(|c| c.recording.as_mut()) {
+                    let position = rec.position(clock.now);
+                    if pause {
+                        rec.handle.pause(position);
+                    } else {
+                        rec.handle.resume(position);
+                    }
                 }
             }
             Command::Shutdown => {}
@@ -385,21 +583,22 @@ impl Worker {
             shared,
             metrics,
             pending: Pending::default(),
+            signal: [LegSignal::new(), LegSignal::new()],
+            recording: None,
+            events: None,
         });
     }
 
-    fn remove(&mut self, id: CallId) {
-        let Some(entry) = self.calls.get_mut(id.slot) else {
-            return;
-        };
+    fn remove(&mut self, id: CallId, clock: Clock) -> Option<RelayReport> {
+        let entry = self.calls.get_mut(id.slot)?;
         if entry.as_ref().map(|c| c.generation) != Some(id.generation) {
-            // Removed before it was added: the Add is still queued behind
-            // nothing, so this cannot happen with one ordered channel; a
-            // stale id is simply ignored.
-            return;
+            // A stale id (the call is gone already) is ignored.
+            return None;
         }
+        let mut report = None;
         if let Some(mut call) = entry.take() {
             call.flush_metrics();
+            report = Some(call.report(clock));
             for leg in call.legs.iter_mut() {
                 for stream in [Stream::Rtp, Stream::Rtcp] {
                     let _ = self
@@ -411,19 +610,22 @@ impl Worker {
             // Dropping the call closes its sockets and frees its ports.
         }
         self.slots.release(id.slot);
+        report
     }
 
     /// Reads what `leg`'s `stream` socket has queued, up to [`BURST`]
     /// datagrams (the readiness is edge-triggered: a socket left with data
     /// is read again at once).
-    fn drain(&mut self, slot: usize, leg: Leg, stream: Stream) {
+    fn drain(&mut self, slot: usize, leg: Leg, stream: Stream, clock: Clock) {
         let Some(Some(call)) = self.calls.get_mut(slot) else {
             return;
         };
         for _ in 0..BURST {
             let socket = call.legs[leg.index()].endpoint.socket(stream);
             match socket.recv_from(&mut self.buf) {
-                Ok((len, source)) => on_datagram(call, &self.buf, leg, stream, len, source),
+                Ok((len, source)) => {
+                    on_datagram(call, &mut self.buf, leg, stream, len, source, clock)
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 // ICMP errors surface on later receives; nothing to read.
@@ -442,15 +644,17 @@ impl Worker {
 
 fn on_datagram(
     call: &mut CallMedia,
-    buf: &[u8],
+    buf: &mut [u8],
     leg: Leg,
     stream: Stream,
     len: usize,
     source: SocketAddr,
+    clock: Clock,
 ) {
     let counters = &call.shared.legs[leg.index()];
-    let packet = match buf.get(..len) {
-        Some(packet) if len < buf.len() => packet,
+    let capacity = buf.len();
+    let packet = match buf.get_mut(..len) {
+        Some(packet) if len < capacity => packet,
         _ => {
             call.pending.dropped += 1;
             return bump(&counters.non_rtp_dropped);
@@ -481,6 +685,7 @@ fn on_datagram(
         Admit::Latched => tracing::debug!(?leg, %source, "RTCP latched"),
     }
     let direction = Direction::from_source(leg);
+    let to = direction.destination().index();
     match stream {
         Stream::Rtp => {
             bump(&counters.packets_in);
@@ -488,17 +693,42 @@ fn on_datagram(
             call.shared.touch(leg);
             let dropped = &call.shared.tap_dropped[direction.index()];
             copy_to_taps(&mut call.taps[direction.index()], dropped, packet);
+            let heard = signal::hear(
+                &mut call.signal[leg.index()],
+                call.recording.as_mut(),
+                leg,
+                packet,
+                clock.now,
+                clock.ms,
+            );
+            for digit in heard.digits {
+                signal::emit(&mut call.events, MediaEvent::Digit { leg, digit });
+            }
+            if call.signal[to].player.is_some() {
+                // The other leg hears a player, not this leg.
+                return bump(&counters.unforwarded);
+            }
+            if !prepare_for(&mut call.signal, leg, packet, clock) {
+                return bump(&counters.unforwarded);
+            }
         }
-        Stream::Rtcp => bump(&counters.rtcp_packets_in),
+        Stream::Rtcp => {
+            bump(&counters.rtcp_packets_in);
+            // A leg that gets denwa's own stream gets no foreign RTCP: the
+            // reports would name a source it never heard.
+            if call.signal.iter().any(|s| s.out.is_some()) {
+                return bump(&counters.unforwarded);
+            }
+        }
     }
-    let out = &call.legs[direction.destination().index()];
+    let out = &call.legs[to];
     let destination = out
         .remote(stream)
         .filter(|_| call.forwarding[direction.index()]);
     let Some(destination) = destination else {
         return bump(&counters.unforwarded);
     };
-    let out_counters = &call.shared.legs[direction.destination().index()];
+    let out_counters = &call.shared.legs[to];
     match out.endpoint.socket(stream).send_to(packet, destination) {
         Ok(sent) if stream == Stream::Rtp => {
             call.pending.forwarded[direction.index()] += 1;
@@ -507,5 +737,50 @@ fn on_datagram(
         }
         Ok(_) => bump(&out_counters.rtcp_packets_out),
         Err(_) => bump(&out_counters.send_errors),
+    }
+}
+
+/// Makes an RTP packet from `leg` fit the other leg: G.711 transcoded when
+/// the legs negotiated different laws, renumbered into the other leg's
+/// stream once denwa has sent that leg media of its own. False when the
+/// packet cannot be sent on (it predates a source switch).
+fn prepare_for(signal: &mut [LegSignal; 2], leg: Leg, packet: &mut [u8], clock: Clock) -> bool {
+    let [a, b] = signal;
+    let (from, to) = match leg {
+        Leg::A => (&*a, b),
+        Leg::B => (&*b, a),
+    };
+    if let (Some(src), Some(dst)) = (from.codec.codec, to.codec.codec) {
+        if src != dst {
+            transcode(packet, src, dst);
+        }
+    }
+    match to.out.as_mut() {
+        Some(out) => out.rewrite(packet, relayed_from(leg), clock.ms).is_ok(),
+        None => true,
+    }
+}
+
+/// Rewrites a PCMU packet as PCMA or back, in place (same length).
+fn transcode(packet: &mut [u8], from: Codec, to: Codec) {
+    let Some(pt_byte) = packet.get(1).copied() else {
+        return;
+    };
+    if pt_byte & 0x7f != from.payload_type() {
+        return;
+    }
+    let Ok(range) = payload_range(packet) else {
+        return;
+    };
+    if let Some(payload) = packet.get_mut(range) {
+        for code in payload.iter_mut() {
+            *code = match from {
+                Codec::Pcmu => crate::media::g711::ulaw_to_alaw(*code),
+                Codec::Pcma => crate::media::g711::alaw_to_ulaw(*code),
+            };
+        }
+    }
+    if let Some(pt) = packet.get_mut(1) {
+        *pt = (pt_byte & 0x80) | to.payload_type();
     }
 }

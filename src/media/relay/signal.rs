@@ -1,0 +1,176 @@
+//! What a media worker does with a leg's audio besides forwarding it:
+//! line quality, DTMF detection, recording, and playing to the leg.
+//!
+//! Owns: per leg, the negotiated codec, the RFC 4733 receiver, the in-band
+//! detector, the line-quality meter, the outgoing stream state (once denwa
+//! has sent that leg anything of its own) and the player; per call, the
+//! recording.
+//!
+//! Must not: block, or decode on the plain relay path when nothing asked
+//! for audio (decoding happens only for a recording or in-band detection).
+//! Everything here runs on the worker thread, fed with the worker's clock.
+
+use std::time::Instant;
+
+use rtp_rs::RtpReader;
+use tokio::sync::mpsc;
+
+use super::{Leg, MediaEvent};
+use crate::media::dtmf::{DigitEvent, InbandDetector, TelephoneEventReceiver};
+use crate::media::g711::{Codec, FRAME_SAMPLES};
+use crate::media::player::Player;
+use crate::media::recording::{frames_between, RecordingHandle};
+use crate::media::rtcp::{LineQuality, LineQualityMeter};
+use crate::media::rtp_stream::{OutboundStream, SourceId};
+
+/// The codec and DTMF payload type a leg negotiated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LegCodec {
+    /// PCMU or PCMA; `None` when the leg uses something denwa cannot decode.
+    pub codec: Option<Codec>,
+    /// RFC 4733 telephone-event payload type, if negotiated.
+    pub telephone_event: Option<u8>,
+}
+
+/// Where a packet sent to a leg came from, for stream continuity.
+pub(super) const FROM_PLAYER: SourceId = SourceId(100);
+
+pub(super) fn relayed_from(leg: Leg) -> SourceId {
+    match leg {
+        Leg::A => SourceId(1),
+        Leg::B => SourceId(2),
+    }
+}
+
+/// One leg's signal state on the worker.
+pub(super) struct LegSignal {
+    pub codec: LegCodec,
+    pub quality: LineQualityMeter,
+    rfc4733: TelephoneEventReceiver,
+    inband: Option<InbandDetector>,
+    /// Set once denwa sent this leg a packet of its own (a player): from
+    /// then on every packet to the leg goes through it.
+    pub out: Option<OutboundStream>,
+    pub player: Option<Player>,
+    /// The first player frame goes out with the marker bit.
+    player_fresh: bool,
+}
+
+impl LegSignal {
+    pub fn new() -> LegSignal {
+        LegSignal {
+            codec: LegCodec::default(),
+            quality: LineQualityMeter::new(),
+            rfc4733: TelephoneEventReceiver::new(8000),
+            inband: None,
+            out: None,
+            player: None,
+            player_fresh: false,
+        }
+    }
+
+    pub fn set_inband(&mut self, on: bool) {
+        self.inband = on.then(InbandDetector::new);
+    }
+
+    pub fn start_player(&mut self, player: Player, ssrc_seed: u32) {
+        self.out
+            .get_or_insert_with(|| OutboundStream::new(ssrc_seed, ssrc_seed as u16, ssrc_seed));
+        self.player = Some(player);
+        self.player_fresh = true;
+    }
+
+    /// The next packet for the leg from its player, or `None` when the
+    /// player is done (and then removed) or the leg's codec is unknown.
+    pub fn next_player_packet(&mut self, now_ms: u64) -> Option<Vec<u8>> {
+        let codec = self.codec.codec?;
+        let frame = self.player.as_mut()?.next_frame()?;
+        let mut payload = [0u8; FRAME_SAMPLES];
+        codec.encode_into(&frame, &mut payload);
+        let marker = std::mem::take(&mut self.player_fresh);
+        let out = self.out.as_mut()?;
+        Some(out.build(codec.payload_type(), &payload, marker, FROM_PLAYER, now_ms))
+    }
+
+    pub fn line_quality(&self) -> LineQuality {
+        self.quality.summary()
+    }
+
+    pub fn tick(&mut self, now_ms: u64) -> Option<DigitEvent> {
+        self.rfc4733.on_tick(now_ms)
+    }
+}
+
+/// The recording of a call, on the worker.
+pub(super) struct CallRecording {
+    pub handle: RecordingHandle,
+    pub started: Instant,
+}
+
+impl CallRecording {
+    pub fn position(&self, now: Instant) -> u64 {
+        frames_between(self.started, now)
+    }
+}
+
+/// What the worker learnt from one RTP packet that it must act on.
+pub(super) struct Heard {
+    pub digits: Vec<DigitEvent>,
+}
+
+/// Looks at one accepted RTP packet from `leg`: quality, DTMF, recording.
+/// Decodes audio only when a recording or an in-band detector wants it.
+pub(super) fn hear(
+    signal: &mut LegSignal,
+    recording: Option<&mut CallRecording>,
+    leg: Leg,
+    packet: &[u8],
+    now: Instant,
+    now_ms: u64,
+) -> Heard {
+    let mut heard = Heard { digits: Vec::new() };
+    let Ok(rtp) = RtpReader::new(packet) else {
+        return heard;
+    };
+    signal
+        .quality
+        .on_rtp(rtp.sequence_number().into(), rtp.timestamp(), now_ms);
+    let pt = rtp.payload_type();
+    if Some(pt) == signal.codec.telephone_event {
+        heard.digits.extend(signal.rfc4733.on_packet(
+            rtp.timestamp(),
+            rtp.mark(),
+            rtp.payload(),
+            now_ms,
+        ));
+        return heard;
+    }
+    let Some(codec) = signal.codec.codec.filter(|c| c.payload_type() == pt) else {
+        return heard;
+    };
+    if recording.is_none() && signal.inband.is_none() {
+        return heard;
+    }
+    let payload = rtp.payload();
+    let mut samples = [0i16; 4 * FRAME_SAMPLES];
+    let n = codec.decode_into(payload, &mut samples);
+    let samples = &samples[..n];
+    if let Some(rec) = recording {
+        let position = rec.position(now).saturating_sub(n as u64);
+        rec.handle.push(leg, position, samples);
+    }
+    if let Some(detector) = signal.inband.as_mut() {
+        heard.digits = detector.push(samples, now_ms);
+    }
+    heard
+}
+
+/// Sends `event` to the call's subscriber, if any; a gone subscriber is
+/// forgotten.
+pub(super) fn emit(events: &mut Option<mpsc::UnboundedSender<MediaEvent>>, event: MediaEvent) {
+    if let Some(tx) = events {
+        if tx.send(event).is_err() {
+            *events = None;
+        }
+    }
+}

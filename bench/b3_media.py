@@ -193,8 +193,10 @@ class Rtpengine:
 class DenwaRelay:
     label = "denwa"
 
-    def __init__(self, binary, work, first, last):
-        self.d = B.Denwa(binary, work, first, last, rtp=DENWA_RTP)
+    def __init__(self, binary, work, first, last, record=False):
+        sections = '[recording]\nenabled = true\nlayout = "stereo"\n' if record else ""
+        self.label = "denwa-rec" if record else "denwa"
+        self.d = B.Denwa(binary, work, first, last, rtp=DENWA_RTP, sections=sections)
         self.port = self.d.port
 
     def relay_pid(self):
@@ -339,6 +341,37 @@ def rtpe_directions(server):
     return server.log_directions()
 
 
+def check_recordings(data_dir):
+    """B5a: every recording against its call. Returns (files, worst
+    |duration - talk time| in ms, files with a gap). A gap is a 20 ms block
+    of the caller's channel (which carries a steady tone) near silence,
+    away from the first and last 200 ms."""
+    import sqlite3
+    import struct
+    import wave
+    db = sqlite3.connect(os.path.join(data_dir, "denwa.sqlite"))
+    rows = db.execute(
+        "SELECT r.path, r.duration_ms, c.talk_ms FROM recordings r "
+        "JOIN call_records c ON c.call_id = r.call_id WHERE r.state = 'complete'"
+    ).fetchall()
+    db.close()
+    worst, gaps = 0, 0
+    for path, duration_ms, talk_ms in rows:
+        worst = max(worst, abs((duration_ms or 0) - (talk_ms or 0)))
+        with wave.open(os.path.join(data_dir, path)) as w:
+            frames = w.readframes(w.getnframes())
+            channels = w.getnchannels()
+        samples = struct.unpack(f"<{len(frames) // 2}h", frames)
+        left = samples[::channels]
+        block = 160
+        for i in range(10, len(left) // block - 10):
+            chunk = left[i * block:(i + 1) * block]
+            if max(abs(x) for x in chunk) < 100:
+                gaps += 1
+                break
+    return len(rows), worst, gaps
+
+
 def passed(step, threshold):
     return (
         step["failed"] == 0
@@ -381,6 +414,37 @@ def best_clean(steps, threshold):
     return top
 
 
+def recording_summary(plain, recorded):
+    """B5a: the same steps with every call recorded."""
+    lines = [
+        "",
+        "## B5a recording: the same calls, every one recorded (stereo WAV)",
+        "",
+        "| concurrent calls | CPU µs per packet, plain / recorded | extra CPU | recordings checked "
+        "| worst \\|duration − talk time\\| ms | files with a gap |",
+        "|---|---|---|---|---|---|",
+    ]
+    verdicts = []
+    for s in recorded:
+        base = next((p for p in plain if p["calls"] == s["calls"]), None)
+        files, worst, gaps = s.get("rec", (0, None, None))
+        extra = None
+        if base and base["us_per_pkt"] and s["us_per_pkt"]:
+            extra = 100 * (s["us_per_pkt"] / base["us_per_pkt"] - 1)
+        verdicts.append((extra, worst, gaps, files))
+        lines.append(
+            f"| {s['calls']} | {fmt(base and base['us_per_pkt'], '.2f')} / {fmt(s['us_per_pkt'], '.2f')} "
+            f"| {fmt(extra, '+.0f')} % | {files} | {worst} | {gaps} |"
+        )
+    ok = all(
+        e is not None and e <= 20 and w is not None and w <= 20 and g == 0 and f > 0
+        for e, w, g, f in verdicts
+    )
+    lines += ["", "target: extra CPU ≤ 20 %, no gaps, durations within 20 ms: "
+              + ("met" if ok else "NOT met"), ""]
+    return "\n".join(lines) + "\n"
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--calls", default="100,200,400,600,800,1000,1200,1500",
@@ -396,7 +460,9 @@ def main():
     p.add_argument("--servers", default="denwa,rtpengine")
     args = p.parse_args()
     args.calls = [int(c) for c in args.calls.split(",")]
-    args.servers = [s for s in args.servers.split(",") if s in ("denwa", "rtpengine")]
+    args.servers = [
+        s for s in args.servers.split(",") if s in ("denwa", "denwa-rec", "rtpengine")
+    ]
     args.denwa_sip = ""
     args.command_line = " ".join(["bench/b3_media.sh", *sys.argv[1:]])
     for tool in ("sipp", "kamailio", "rtpengine", "sox", "timeout"):
@@ -428,8 +494,12 @@ def main():
             f.write("SEQUENTIAL\n" + "".join(line + "\n" for line in callers))
         for kind in args.servers:
             B.log(f"== B3 {kind}")
-            server = (DenwaRelay(args.binary, work, first, callee) if kind == "denwa"
-                      else Rtpengine(work, first, callee))
+            if kind == "rtpengine":
+                server = Rtpengine(work, first, callee)
+            else:
+                home = os.path.join(work, kind)
+                os.makedirs(home)
+                server = DenwaRelay(args.binary, home, first, callee, record=kind == "denwa-rec")
             uas = None
             rmem = sysctl("net.core.rmem_default")
             try:
@@ -460,6 +530,8 @@ def main():
                 idle = (B.tree_pss_mib(server.relay_pid()), B.tree_pss_mib(sig) if sig else None)
                 for calls in args.calls:
                     s = run_step(server, calls, args, scenario, inf, callee, work, idle)
+                    if kind == "denwa-rec":
+                        s["rec"] = check_recordings(os.path.join(server.d.dir, "data"))
                     steps.append(s)
                     B.log(
                         f"  {calls} calls: ok {s['ok']} failed {s['failed']}, "
@@ -487,6 +559,7 @@ def main():
 
 def report(args, results, pre, post):
     d, r = results.get("denwa", []), results.get("rtpengine", [])
+    rec = results.get("denwa-rec", [])
     bd, br = best_clean(d, args.loss), best_clean(r, args.loss)
 
     def median(steps, key):
@@ -543,8 +616,9 @@ def report(args, results, pre, post):
         f"- command: `{args.command_line}`",
         "",
     ])
+    b5a = recording_summary(d, rec) if rec else ""
     text = (
-        head + "\n## Summary\n\n" + summary
+        head + "\n## Summary\n\n" + summary + b5a
         + "\n## denwa ladder\n\n" + ladder(d)
         + "\n\n## rtpengine ladder\n\n" + ladder(r) + "\n"
     )

@@ -244,10 +244,16 @@ def password(n):
     return f"{PW_PREFIX}{n}"
 
 
+# Benchmarks measure signalling and relaying; recording is measured on its
+# own (B5a in bench/b3_media.py).
+NO_RECORDING = "[recording]\nenabled = false\n"
+
+
 class Denwa:
     label = "denwa"
 
-    def __init__(self, binary, workdir, first, last, rtp=(16000, 32000), sip_extra=""):
+    def __init__(self, binary, workdir, first, last, rtp=(16000, 32000), sip_extra="",
+                 sections=""):
         self.dir = os.path.join(workdir, "denwa")
         os.makedirs(self.dir)
         self.port = free_port()
@@ -263,6 +269,7 @@ class Denwa:
             f'[storage]\ndata_dir = "data"\n\n'
             f'[log]\nlevel = "warn"\n\n'
             f'[http]\nlisten = "127.0.0.1:{self.http}"\n\n'
+            f"{sections or NO_RECORDING}\n"
             f"[calls]\n\n{exts}"
         )
         self.config = os.path.join(self.dir, "denwa.toml")

@@ -101,15 +101,50 @@ impl LegSignal {
     }
 }
 
+/// How far the RTP timestamps of a leg may lead or lag the worker's
+/// clock before placement falls back to arrival time (samples, 200 ms).
+const MAX_TIMESTAMP_SKEW: u64 = 1600;
+
 /// The recording of a call, on the worker.
 pub(super) struct CallRecording {
     pub handle: RecordingHandle,
     pub started: Instant,
+    /// Per leg: the RTP timestamp and recording position of the last packet.
+    last: [Option<(u32, u64)>; 2],
 }
 
 impl CallRecording {
+    pub fn new(handle: RecordingHandle, started: Instant) -> CallRecording {
+        CallRecording {
+            handle,
+            started,
+            last: [None, None],
+        }
+    }
+
     pub fn position(&self, now: Instant) -> u64 {
         frames_between(self.started, now)
+    }
+
+    /// Where a packet of `samples` samples with RTP timestamp `ts` starts
+    /// in the recording. Within one stream the timestamps place it, so a
+    /// packet delayed on its way (or by a busy worker) lands where it was
+    /// spoken rather than leaving a hole; the arrival time bounds that, so
+    /// a peer's timestamps can never move audio more than
+    /// [`MAX_TIMESTAMP_SKEW`] from the truth.
+    fn place(&mut self, leg: Leg, ts: u32, samples: u64, now: Instant) -> u64 {
+        let arrived = self.position(now).saturating_sub(samples);
+        let slot = &mut self.last[leg_slot(leg)];
+        let position = place(*slot, ts, arrived);
+        *slot = Some((ts, position));
+        position
+    }
+}
+
+fn leg_slot(leg: Leg) -> usize {
+    match leg {
+        Leg::A => 0,
+        Leg::B => 1,
     }
 }
 
@@ -156,7 +191,7 @@ pub(super) fn hear(
     let n = codec.decode_into(payload, &mut samples);
     let samples = &samples[..n];
     if let Some(rec) = recording {
-        let position = rec.position(now).saturating_sub(n as u64);
+        let position = rec.place(leg, rtp.timestamp(), n as u64, now);
         rec.handle.push(leg, position, samples);
     }
     if let Some(detector) = signal.inband.as_mut() {
@@ -172,5 +207,43 @@ pub(super) fn emit(events: &mut Option<mpsc::UnboundedSender<MediaEvent>>, event
         if tx.send(event).is_err() {
             *events = None;
         }
+    }
+}
+
+/// The recording position of a packet with RTP timestamp `ts` that
+/// arrived at position `arrived`, given the last packet of its stream.
+fn place(last: Option<(u32, u64)>, ts: u32, arrived: u64) -> u64 {
+    let predicted = last.and_then(|(last_ts, last_pos)| {
+        let delta = ts.wrapping_sub(last_ts);
+        (delta > 0 && delta <= 8000).then(|| last_pos + u64::from(delta))
+    });
+    match predicted {
+        Some(p) if p.abs_diff(arrived) <= MAX_TIMESTAMP_SKEW => p,
+        _ => arrived,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_late_packet_lands_where_its_timestamp_says() {
+        let last = Some((1000, 8000));
+        // Next frame, 60 ms late: still right after the previous one.
+        assert_eq!(place(last, 1160, 8160 + 480), 8160);
+        // Timestamps wrap around.
+        assert_eq!(place(Some((u32::MAX - 79, 100)), 80, 260), 260);
+    }
+
+    #[test]
+    fn arrival_time_wins_when_timestamps_stray() {
+        // First packet of a stream, a jump back, a repeat, a far jump.
+        assert_eq!(place(None, 5, 777), 777);
+        assert_eq!(place(Some((1000, 8000)), 840, 8160), 8160);
+        assert_eq!(place(Some((1000, 8000)), 1000, 8160), 8160);
+        assert_eq!(place(Some((1000, 8000)), 1000 + 8000, 16000), 16000);
+        // A peer claiming 1 s of audio in 20 ms is held to the clock.
+        assert_eq!(place(Some((1000, 8000)), 1000 + 8000, 8160), 8160);
     }
 }

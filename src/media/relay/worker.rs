@@ -518,10 +518,7 @@ impl Worker {
             }
             Command::Record(id, handle) => {
                 if let Some(call) = self.call_mut(id) {
-                    call.recording = Some(CallRecording {
-                        handle: *handle,
-                        started: clock.now,
-                    });
+                    call.recording = Some(CallRecording::new(*handle, clock.now));
                 }
                 self.frames(clock);
             }

@@ -62,9 +62,11 @@ use tokio::sync::{mpsc, oneshot};
 use super::ports::{PortAllocator, PortLease};
 use crate::metrics::Counter;
 
+mod bridge;
 mod signal;
 mod worker;
 
+pub use bridge::{MemberHandle, SupervisorHandle, TapMode, TapPoint};
 pub use signal::LegCodec;
 use worker::{CallId, Command, WorkerLink};
 
@@ -517,6 +519,54 @@ impl MediaEngine {
     }
 }
 
+impl MediaEngine {
+    /// Puts a phone into conference room `room` (created on its first
+    /// member, gone with its last). Every member of a room lives on the
+    /// same worker, chosen by the room's name. The others hear `join_tone`.
+    pub fn join_room(
+        &self,
+        room: &str,
+        endpoint: MediaEndpoint,
+        remote: Option<SocketAddr>,
+        codec: LegCodec,
+        join_tone: Vec<crate::media::mixer::Frame>,
+    ) -> MemberHandle {
+        let local = endpoint.local_rtp_addr();
+        let pick = room_worker(room, self.inner.workers.len());
+        let link = self.inner.workers[pick].clone();
+        let call = link.new_call_id();
+        let member = bridge::MemberId {
+            slot: call.slot(),
+            generation: call.generation(),
+        };
+        let shared = Arc::new(Shared::new([remote, None]));
+        link.send(Command::JoinRoom {
+            room: room.to_owned(),
+            member,
+            endpoint: Box::new(endpoint),
+            remote,
+            codec,
+            shared: Arc::clone(&shared),
+            join_tone,
+        });
+        MemberHandle {
+            link,
+            id: member,
+            shared,
+            local,
+            left: false,
+        }
+    }
+}
+
+/// The worker of a room: the same for every member, spread by name.
+fn room_worker(room: &str, workers: usize) -> usize {
+    let hash = room.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    usize::try_from(hash % workers.max(1) as u64).unwrap_or(0)
+}
+
 impl Drop for EngineInner {
     fn drop(&mut self) {
         for link in &self.workers {
@@ -585,6 +635,14 @@ impl RelayHandle {
     pub fn set_forwarding(&self, direction: Direction, enabled: bool) {
         self.link
             .send(Command::Forward(self.id, direction, enabled));
+    }
+
+    /// Where a supervisor can attach to this call while it runs.
+    pub fn tap_point(&self) -> TapPoint {
+        TapPoint {
+            link: self.link.clone(),
+            id: self.id,
+        }
     }
 
     /// The counters now.

@@ -73,6 +73,14 @@ impl LegSignal {
         self.inband = on.then(InbandDetector::new);
     }
 
+    /// From now on the leg gets denwa's own stream.
+    pub fn ensure_out_stream(&mut self) {
+        if self.out.is_none() {
+            let seed = rand::random::<u32>();
+            self.out = Some(OutboundStream::new(seed, seed as u16, seed));
+        }
+    }
+
     pub fn start_player(&mut self, player: Player, ssrc_seed: u32) {
         self.out
             .get_or_insert_with(|| OutboundStream::new(ssrc_seed, ssrc_seed as u16, ssrc_seed));

@@ -27,14 +27,17 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use rtp_rs::RtpReader;
 use tokio::sync::{mpsc, oneshot};
 
+use super::bridge::{MemberId, TapMode};
 use super::signal::{self, relayed_from, CallRecording, LegCodec, LegSignal};
 use super::{
     add, bump, copy_to_taps, looks_like_rtcp, rtcp_companion, Admit, Direction, Latch, Leg,
     MediaEndpoint, MediaEvent, RelayMetrics, RelayReport, Shared, Stream,
 };
 use crate::media::g711::Codec;
+use crate::media::mixer::Frame;
 use crate::media::player::Player;
 use crate::media::recording::RecordingHandle;
+use crate::media::rtcp::LineQuality;
 use crate::media::rtp_stream::payload_range;
 
 /// The token of the worker's wake-up; call sockets use the others.
@@ -79,6 +82,31 @@ pub(super) enum Command {
     /// Close the call's sockets and its recording, then tell the waiter
     /// (if any) the final report.
     Remove(CallId, Option<oneshot::Sender<RelayReport>>),
+    /// A supervisor joins a call (see `bridge.rs`).
+    Attach {
+        call: CallId,
+        endpoint: Box<MediaEndpoint>,
+        remote: Option<SocketAddr>,
+        codec: LegCodec,
+        mode: TapMode,
+        gone: oneshot::Sender<()>,
+    },
+    SupervisorRemote(CallId, SocketAddr),
+    SupervisorMode(CallId, TapMode),
+    Detach(CallId),
+    /// A phone joins conference room `room` (created on first join).
+    JoinRoom {
+        room: String,
+        member: MemberId,
+        endpoint: Box<MediaEndpoint>,
+        remote: Option<SocketAddr>,
+        codec: LegCodec,
+        shared: Arc<Shared>,
+        join_tone: Vec<Frame>,
+    },
+    MemberRemote(MemberId, SocketAddr),
+    MemberMute(MemberId, bool),
+    Leave(MemberId, Vec<Frame>, Option<oneshot::Sender<LineQuality>>),
     Shutdown,
 }
 
@@ -89,6 +117,16 @@ pub(super) struct WorkerLink {
     commands: std_mpsc::Sender<Command>,
     waker: Arc<Waker>,
     slots: Arc<SlotAllocator>,
+}
+
+impl CallId {
+    pub(super) fn slot(&self) -> usize {
+        self.slot
+    }
+
+    pub(super) fn generation(&self) -> u64 {
+        self.generation
+    }
 }
 
 impl WorkerLink {
@@ -122,6 +160,16 @@ impl std::fmt::Debug for Command {
             Command::Record(id, _) => write!(f, "Record({id:?})"),
             Command::PauseRecording(id, on) => write!(f, "PauseRecording({id:?}, {on})"),
             Command::Shutdown => write!(f, "Shutdown"),
+            Command::Attach { call, mode, .. } => write!(f, "Attach({call:?}, {mode:?})"),
+            Command::SupervisorRemote(call, addr) => {
+                write!(f, "SupervisorRemote({call:?}, {addr})")
+            }
+            Command::SupervisorMode(call, mode) => write!(f, "SupervisorMode({call:?}, {mode:?})"),
+            Command::Detach(call) => write!(f, "Detach({call:?})"),
+            Command::JoinRoom { room, member, .. } => write!(f, "JoinRoom({room}, {member:?})"),
+            Command::MemberRemote(m, addr) => write!(f, "MemberRemote({m:?}, {addr})"),
+            Command::MemberMute(m, on) => write!(f, "MemberMute({m:?}, {on})"),
+            Command::Leave(m, _, _) => write!(f, "Leave({m:?})"),
         }
     }
 }
@@ -533,6 +581,7 @@ impl Worker {
                 }
             }
             Command::Shutdown => {}
+            other => tracing::debug!(command = ?other, "media command not handled yet"),
         }
     }
 

@@ -41,6 +41,8 @@ pub struct Config {
     pub log: LogConfig,
     pub http: HttpConfig,
     pub calls: CallsConfig,
+    pub conference: ConferenceConfig,
+    pub features: FeatureCodes,
     /// Extensions by number.
     pub extensions: BTreeMap<String, Extension>,
 }
@@ -161,6 +163,21 @@ pub struct CallsConfig {
     pub shutdown_grace: Duration,
 }
 
+/// Numbers that are conference rooms (the room's name is its number).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConferenceConfig {
+    pub rooms: Vec<String>,
+}
+
+/// Feature-code prefixes a supervisor dials before an agent's extension;
+/// `None` disables the feature.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FeatureCodes {
+    pub whisper: Option<String>,
+    pub monitor: Option<String>,
+    pub barge: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Extension {
     pub number: String,
@@ -168,6 +185,8 @@ pub struct Extension {
     pub password: String,
     pub voicemail: bool,
     pub email: Option<String>,
+    /// May monitor, whisper to and barge into other extensions' calls.
+    pub supervisor: bool,
 }
 
 /// One problem found in a configuration file.

@@ -17,6 +17,8 @@ pub struct RawConfig {
     pub log: RawLog,
     pub http: RawHttp,
     pub calls: RawCalls,
+    pub conference: RawConference,
+    pub features: RawFeatures,
     pub extensions: Vec<RawExtension>,
 }
 
@@ -198,6 +200,38 @@ impl Default for RawCalls {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawConference {
+    pub rooms: Vec<String>,
+}
+
+impl Default for RawConference {
+    fn default() -> Self {
+        RawConference {
+            rooms: vec!["9201".into(), "9202".into(), "9203".into()],
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawFeatures {
+    pub whisper: String,
+    pub monitor: String,
+    pub barge: String,
+}
+
+impl Default for RawFeatures {
+    fn default() -> Self {
+        RawFeatures {
+            whisper: "994".into(),
+            monitor: "995".into(),
+            barge: "996".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawExtension {
     pub number: String,
@@ -208,4 +242,6 @@ pub struct RawExtension {
     pub voicemail: bool,
     #[serde(default)]
     pub email: Option<String>,
+    #[serde(default)]
+    pub supervisor: bool,
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::locate::{Locator, Seg};
-use super::raw::RawConfig;
+use super::raw::{RawConference, RawConfig, RawFeatures};
 use super::*;
 
 struct Errors<'a> {
@@ -281,9 +281,12 @@ pub(super) fn validate(
                 password: e.password,
                 voicemail: e.voicemail,
                 email: e.email,
+                supervisor: e.supervisor,
             },
         );
     }
+    let conference = conference(&mut errs, &raw.conference, &extensions);
+    let features = features(&mut errs, &raw.features, &extensions, &conference.rooms);
 
     if !errs.list.is_empty() {
         return Err(ConfigErrors(errs.list));
@@ -339,8 +342,85 @@ pub(super) fn validate(
             max_duration: Duration::from_secs(c.max_duration_secs),
             shutdown_grace: Duration::from_secs(c.shutdown_grace_secs),
         },
+        conference,
+        features,
         extensions,
     })
+}
+
+/// 1 to `max` ASCII digits.
+fn is_digits(s: &str, max: usize) -> bool {
+    !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Room numbers: digits like extensions, never an extension's number.
+fn conference(
+    errs: &mut Errors,
+    raw: &RawConference,
+    extensions: &BTreeMap<String, Extension>,
+) -> ConferenceConfig {
+    let mut rooms: Vec<String> = Vec::new();
+    for (i, room) in raw.rooms.iter().enumerate() {
+        let at = [Key("conference"), Key("rooms"), Index(i)];
+        if !is_digits(room, 15) {
+            errs.push(&at, format!("`{room}` must be 1 to 15 digits"));
+        } else if extensions.contains_key(room) {
+            errs.push(
+                &at,
+                format!("room {room} collides with extension {room}: pick another number"),
+            );
+        } else if rooms.contains(room) {
+            errs.push(&at, format!("room {room} is listed twice"));
+        } else {
+            rooms.push(room.clone());
+        }
+    }
+    ConferenceConfig { rooms }
+}
+
+/// Feature-code prefixes: digits, not an extension or a room, and no code
+/// the beginning of another (a dialled number must mean one thing).
+fn features(
+    errs: &mut Errors,
+    raw: &RawFeatures,
+    extensions: &BTreeMap<String, Extension>,
+    rooms: &[String],
+) -> FeatureCodes {
+    let mut seen: Vec<(&'static str, String)> = Vec::new();
+    let mut code = |key: &'static str, value: &str| -> Option<String> {
+        if value.is_empty() {
+            return None;
+        }
+        let at = [Key("features"), Key(key)];
+        let problem = if !is_digits(value, 8) {
+            Some(format!(
+                "`{value}` must be 1 to 8 digits (\"\" disables it)"
+            ))
+        } else if extensions.contains_key(value) {
+            Some(format!("`{value}` is also an extension number"))
+        } else if rooms.iter().any(|r| r == value) {
+            Some(format!("`{value}` is also a conference room"))
+        } else {
+            seen.iter()
+                .find(|(_, v)| v.starts_with(value) || value.starts_with(v.as_str()))
+                .map(|(other, v)| {
+                    format!(
+                        "`{value}` and features.{other} (`{v}`): one code must not begin the other"
+                    )
+                })
+        };
+        if let Some(message) = problem {
+            errs.push(&at, message);
+            return None;
+        }
+        seen.push((key, value.to_owned()));
+        Some(value.to_owned())
+    };
+    FeatureCodes {
+        whisper: code("whisper", &raw.whisper),
+        monitor: code("monitor", &raw.monitor),
+        barge: code("barge", &raw.barge),
+    }
 }
 
 /// A path from the configuration: absolute, or relative to its directory.
@@ -478,5 +558,79 @@ mod tests {
             c.storage.database(),
             Path::new("/var/lib/denwa/denwa.sqlite")
         );
+    }
+
+    #[test]
+    fn rooms_and_feature_codes_default_to_the_product_numbers() {
+        let c = parse("", Path::new("t.toml"), Path::new("/")).expect("valid");
+        assert_eq!(c.conference.rooms, ["9201", "9202", "9203"]);
+        assert_eq!(c.features.whisper.as_deref(), Some("994"));
+        assert_eq!(c.features.monitor.as_deref(), Some("995"));
+        assert_eq!(c.features.barge.as_deref(), Some("996"));
+    }
+
+    #[test]
+    fn supervisor_flag_and_disabled_features_are_read() {
+        let text = "[features]\nbarge = \"\"\n[conference]\nrooms = [\"77\"]\n[[extensions]]\nnumber = \"1000\"\npassword = \"longenough\"\nsupervisor = true\n[[extensions]]\nnumber = \"1001\"\npassword = \"longenough\"\n";
+        let c = parse(text, Path::new("t.toml"), Path::new("/")).expect("valid");
+        assert!(c.extensions["1000"].supervisor);
+        assert!(
+            !c.extensions["1001"].supervisor,
+            "default is not a supervisor"
+        );
+        assert_eq!(c.features.barge, None, "empty string disables");
+        assert_eq!(c.features.monitor.as_deref(), Some("995"));
+        assert_eq!(c.conference.rooms, ["77"]);
+    }
+
+    #[test]
+    fn room_colliding_with_an_extension_is_refused_with_its_line() {
+        let text = "[conference]\nrooms = [\"9201\",\n  \"1000\", \"9x\", \"9201\"]\n\n[[extensions]]\nnumber = \"1000\"\npassword = \"longenough\"\n";
+        assert_eq!(
+            errors(text),
+            vec![
+                "t.toml:2: conference.rooms[1]: room 1000 collides with extension 1000: pick another number",
+                "t.toml:2: conference.rooms[2]: `9x` must be 1 to 15 digits",
+                "t.toml:2: conference.rooms[3]: room 9201 is listed twice",
+            ]
+        );
+    }
+
+    #[test]
+    fn feature_codes_must_be_distinct_digits() {
+        let text = "[conference]\nrooms = [\"50\"]\n[features]\nwhisper = \"99\"\nmonitor = \"995\"\nbarge = \"*6\"\n";
+        assert_eq!(
+            errors(text),
+            vec![
+                "t.toml:5: features.monitor: `995` and features.whisper (`99`): one code must not begin the other",
+                "t.toml:6: features.barge: `*6` must be 1 to 8 digits (\"\" disables it)",
+            ]
+        );
+        let text = "[conference]\nrooms = [\"50\"]\n[features]\nwhisper = \"50\"\nmonitor = \"1000\"\n[[extensions]]\nnumber = \"1000\"\npassword = \"longenough\"\n";
+        assert_eq!(
+            errors(text),
+            vec![
+                "t.toml:4: features.whisper: `50` is also a conference room",
+                "t.toml:5: features.monitor: `1000` is also an extension number",
+            ]
+        );
+    }
+
+    #[test]
+    fn unknown_keys_in_the_new_sections_are_errors() {
+        let e = errors("[features]\nintrude = \"997\"\n");
+        assert!(
+            e[0].starts_with("t.toml:2: features.intrude: unknown field"),
+            "{e:?}"
+        );
+        let e = errors("[conference]\nroom = [\"1\"]\n");
+        assert!(
+            e[0].starts_with("t.toml:2: conference.room: unknown field"),
+            "{e:?}"
+        );
+        let e = errors(
+            "[[extensions]]\nnumber = \"1000\"\npassword = \"longenough\"\nsupervisor = \"yes\"\n",
+        );
+        assert!(e[0].starts_with("t.toml:4: "), "{e:?}");
     }
 }

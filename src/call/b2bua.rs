@@ -720,6 +720,11 @@ impl Call {
         self.answered_ms = Some(now_ms());
         info!("call answered");
         self.start_media_features(&resp.body);
+        if let Some(relay) = &self.relay {
+            let (id, point) = (&self.s.a_call_id, relay.tap_point());
+            let taps = &self.ctx.taps;
+            taps.register_call(id, point, &self.s.caller, &self.s.callee);
+        }
     }
 
     /// Once answered: both legs speak the answer's codec; record the call
@@ -1031,6 +1036,7 @@ impl Call {
     }
 
     async fn finish(mut self) {
+        self.ctx.taps.remove_call(&self.s.a_call_id);
         let mut lines = [None, None];
         if let Some(relay) = self.relay.take() {
             let report = relay.stop().await;

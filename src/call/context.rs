@@ -112,4 +112,6 @@ pub struct CallContext {
     pub recorder: Recorder,
     pub store: Store,
     pub metrics: Metrics,
+    /// Running calls by extension, for supervisors.
+    pub taps: super::Taps,
 }

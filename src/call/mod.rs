@@ -3,6 +3,10 @@
 //! record. The SIP core hands it every message whose Call-ID belongs to it;
 //! it answers through [`context::CallCommand`]s.
 //!
+//! Calls to a conference room or a supervisor feature code are answered by
+//! denwa itself (`service.rs`); [`Taps`] is how a supervisor finds the call
+//! an agent is in.
+//!
 //! Later modules (prompts, recording, DTMF, queues, conferences) insert
 //! themselves through the relay's taps and through new call commands; they
 //! do not reach into the actor's state.
@@ -17,8 +21,13 @@ use crate::sip::Peer;
 
 mod b2bua;
 pub mod context;
+mod destination;
+mod service;
+mod taps;
 
 use context::CallContext;
+pub use destination::{Service, Supervision};
+pub use taps::{Directory, Taps};
 
 /// The sending side of a call actor's event queue. Events are boxed: the
 /// queue allocates its slots in blocks of 32, and a call that sits in a
@@ -78,6 +87,12 @@ pub struct CallSetup {
 pub fn spawn(setup: CallSetup, events: EventReceiver, ctx: CallContext) {
     let span = tracing::info_span!("call", call_id = %setup.a_call_id);
     tokio::spawn(b2bua::run(setup, events, ctx).instrument(span));
+}
+
+/// Start the actor for a call denwa answers itself (a room, supervision).
+pub fn spawn_service(setup: CallSetup, service: Service, events: EventReceiver, ctx: CallContext) {
+    let span = tracing::info_span!("call", call_id = %setup.a_call_id);
+    tokio::spawn(service::run(setup, service, events, ctx).instrument(span));
 }
 
 fn random_token(len: usize) -> String {

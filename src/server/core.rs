@@ -439,6 +439,7 @@ impl Core {
             .as_ref()
             .map(|a| a.user.clone())
             .unwrap_or_default();
+        let service = call::Service::classify(&self.config, &callee);
         let targets = if self.config.extensions.contains_key(&callee) {
             Some(self.registrar.lookup(&callee, unix_ms() / 1000))
         } else {
@@ -462,7 +463,10 @@ impl Core {
             callee,
             targets,
         };
-        call::spawn(setup, rx, self.ctx.clone());
+        match service {
+            Some(service) => call::spawn_service(setup, service, rx, self.ctx.clone()),
+            None => call::spawn(setup, rx, self.ctx.clone()),
+        }
     }
 }
 

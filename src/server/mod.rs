@@ -134,6 +134,7 @@ pub async fn run(source: ConfigSource, config: Config) -> anyhow::Result<()> {
         recorder: recorder.clone(),
         store: store.clone(),
         metrics: metrics.clone(),
+        taps: crate::call::Taps::new(),
     };
     let (core_tx, core_rx) = mpsc::channel(8192);
     let core = Core::new(

@@ -372,6 +372,19 @@ def check_recordings(data_dir):
     return len(rows), worst, gaps
 
 
+def marginal_memory(steps):
+    """Memory per call as the slope between the first step and each later
+    one: what one more call costs, without the fixed growth (thread caches,
+    allocator arenas) that the first calls pay for."""
+    first = steps[0] if steps else None
+    for s in steps:
+        s["mem_marginal_kib"] = None
+        if first is not None and s is not first and s["calls"] > first["calls"]:
+            s["mem_marginal_kib"] = 1024 * (s["pss_mib"] - first["pss_mib"]) / (
+                s["calls"] - first["calls"]
+            )
+
+
 def passed(step, threshold):
     return (
         step["failed"] == 0
@@ -392,13 +405,15 @@ def fmt(v, spec=".1f"):
 def ladder(steps):
     lines = [
         "| concurrent calls | calls ok/failed | forwarded pps (measured / expected) | relay CPU % (1 core = 100) "
-        "| CPU µs per packet | memory per call KiB | relay PSS MiB | signalling (Kamailio) memory per call KiB | loss % |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| CPU µs per packet | memory per call KiB (over idle) | memory per added call KiB (over the first step) "
+        "| relay PSS MiB | signalling (Kamailio) memory per call KiB | loss % |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in steps:
         lines.append(
             f"| {s['calls']} | {s['ok']}/{s['failed']} | {s['pps']:.0f} / {s['expected_pps']} "
             f"| {s['cpu_pct']:.0f} | {fmt(s['us_per_pkt'], '.2f')} | {fmt(s['mem_per_call_kib'], '.0f')} "
+            f"| {fmt(s.get('mem_marginal_kib'), '.0f')} "
             f"| {s['pss_mib']:.0f} | {fmt(s['sig_mem_per_call_kib'], '.0f') if s['sig_mem_per_call_kib'] is not None else 'in denwa'} "
             f"| {fmt(s['loss_pct'], '.3f')} |"
         )
@@ -541,6 +556,7 @@ def main():
                     )
                     if not passed(s, args.loss):
                         break
+                marginal_memory(steps)
                 results[kind] = steps
             finally:
                 sysctl("net.core.rmem_default", rmem)
@@ -567,12 +583,12 @@ def report(args, results, pre, post):
         return vals[len(vals) // 2] if vals else None
 
     us_d, us_r = median(d, "us_per_pkt"), median(r, "us_per_pkt")
-    mem_d, mem_r = median(d, "mem_per_call_kib"), median(r, "mem_per_call_kib")
+    mem_d, mem_r = median(d, "mem_marginal_kib"), median(r, "mem_marginal_kib")
     cpu_ratio = B.ratio(us_d, us_r)
     mem_ratio = B.ratio(mem_d, mem_r)
     conc_ratio = B.ratio(bd["calls"] if bd else None, br["calls"] if br else None)
     summary = "\n".join([
-        "| relay | highest clean concurrency | CPU µs per packet (median of clean steps) | memory per call KiB (median) |",
+        "| relay | highest clean concurrency | CPU µs per packet (median of clean steps) | memory per added call KiB (median of clean steps) |",
         "|---|---|---|---|",
         f"| denwa | {bd['calls'] if bd else '-'} | {fmt(us_d, '.2f')} | {fmt(mem_d, '.0f')} |",
         f"| rtpengine | {br['calls'] if br else '-'} | {fmt(us_r, '.2f')} | {fmt(mem_r, '.0f')} |",
@@ -607,7 +623,8 @@ def report(args, results, pre, post):
         "with every call up: relay CPU (utime + stime from /proc) over packets forwarded in "
         "the window (denwa: its live counters; rtpengine: its packets-per-second readings); "
         "memory: PSS of the relay process with every call up, less its PSS when idle "
-        "before the first step, per call",
+        "before the first step, per call; and per added call, the PSS growth from the "
+        "first step over the calls added (the target compares the latter)",
         "- loss: over the whole step, packets the relay passed back to callers against "
         "packets it passed to callees (the echo returns every packet it gets; denwa: its "
         "per-direction counters; rtpengine: the final per-stream statistics it logs per call)",

@@ -238,13 +238,13 @@ def port_free(port):
 # ------------------------------------------------------------------ steps
 
 
-def uac_args(target, scenario, calls, rate, hold_ms, callee, inf, workdir, limit_s):
+def uac_args(target, scenario, calls, rate, hold_ms, callee, inf, workdir, limit_s, media_port):
     return B.sipp_args(
         target, scenario, B.free_port(), workdir,
         [
             "-inf", inf, "-s", str(callee),
             "-m", str(calls), "-r", str(rate), "-l", str(calls + 10),
-            "-d", str(hold_ms), "-mp", str(B.free_port()),
+            "-d", str(hold_ms), "-mp", str(media_port),
             "-trace_stat", "-stf", os.path.join(workdir, "stat.csv"), "-fd", "1",
             "-recv_timeout", "20s", "-timeout", f"{int(limit_s)}s",
         ],
@@ -279,11 +279,12 @@ def run_step(server, calls, args, scenario, inf, callee, work, idle):
     limit = ramp_s + hold_ms / 1000 + 90
     pid = server.relay_pid()
     before = directions(server)
+    media_port = B.free_port()
     out = open(os.path.join(workdir, "sipp.out"), "wb")
     uac = subprocess.Popen(
         ["timeout", str(int(limit) + 15),
          *uac_args(f"127.0.0.1:{server.port}", scenario, calls, rate, hold_ms,
-                   callee, inf, workdir, limit)],
+                   callee, inf, workdir, limit, media_port)],
         stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=workdir,
     )
     out.close()
@@ -295,7 +296,11 @@ def run_step(server, calls, args, scenario, inf, callee, work, idle):
         sig = server.signalling_pid()
         sig1 = B.tree_pss_mib(sig) if sig else None
         pps = []
+        capture = None
+        if args.latency:
+            capture = start_capture(workdir, media_port, server.callee_media_port, args.window)
         cpu, fwd, win = sample_window(server, pid, args.window, pps)
+        latency = finish_capture(capture, media_port, server.callee_media_port)
         if fwd is None:
             use = pps[1:] if len(pps) > 2 else pps
             fwd = (sum(use) / len(use)) * win if use else 0
@@ -326,7 +331,80 @@ def run_step(server, calls, args, scenario, inf, callee, work, idle):
         "pss_mib": pss1,
         "to_callee": to_callee, "to_caller": to_caller, "loss_pct": loss,
         "expected_pps": calls * 100,
+        "latency": latency,
     }
+
+
+def start_capture(workdir, caller_port, callee_port, seconds):
+    """tcpdump on loopback: what the caller sends to the relay, and what
+    the relay sends to the callee (one direction is enough to time it)."""
+    path = os.path.join(workdir, "relay.pcap")
+    cmd = [
+        "timeout", str(seconds + 5), "tcpdump", "-i", "lo", "-nn", "-q", "-B", "65536",
+        "--time-stamp-precision=nano", "-w", path,
+        f"udp and (src port {caller_port} or dst port {callee_port})",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1)  # tcpdump opens the interface
+    return proc, path
+
+
+def finish_capture(capture, caller_port, callee_port):
+    """Latencies (ms) of the packets seen going in and coming out, paired
+    by SSRC, sequence number and timestamp (the plain relay keeps them)."""
+    if capture is None:
+        return None
+    proc, path = capture
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+    import struct
+    inbound, latencies, lost = {}, [], 0
+    try:
+        data = open(path, "rb").read()
+    except OSError:
+        return None
+    if len(data) < 24:
+        return None
+    magic = struct.unpack("<I", data[:4])[0]
+    nano = magic == 0xA1B23C4D
+    linktype = struct.unpack("<I", data[20:24])[0]
+    offset = 24
+    while offset + 16 <= len(data):
+        sec, frac, incl, _orig = struct.unpack("<IIII", data[offset:offset + 16])
+        frame = data[offset + 16:offset + 16 + incl]
+        offset += 16 + incl
+        t = sec + frac / (1e9 if nano else 1e6)
+        l2 = 14 if linktype == 1 else (16 if linktype == 113 else 4)
+        ip = frame[l2:]
+        if len(ip) < 20 or ip[0] >> 4 != 4:
+            continue
+        ihl = (ip[0] & 15) * 4
+        udp = ip[ihl:]
+        if len(udp) < 8 + 12:
+            continue
+        sport, dport = struct.unpack(">HH", udp[:4])
+        rtp = udp[8:]
+        key = rtp[2:12]  # sequence, timestamp, SSRC
+        if sport == caller_port:
+            inbound[key] = t
+        elif dport == callee_port:
+            t_in = inbound.pop(key, None)
+            if t_in is not None:
+                latencies.append(1000 * (t - t_in))
+    lost = len(inbound)
+    latencies.sort()
+    return {"packets": len(latencies), "unpaired": lost, "ms": latencies}
+
+
+def percentile_ms(values, p):
+    if not values:
+        return None
+    k = min(len(values) - 1, max(0, int(round(p / 100 * len(values))) - 1))
+    return values[k]
 
 
 def directions(server):
@@ -372,6 +450,19 @@ def check_recordings(data_dir):
     return len(rows), worst, gaps
 
 
+def marginal_memory(steps):
+    """Memory per call as the slope between the first step and each later
+    one: what one more call costs, without the fixed growth (thread caches,
+    allocator arenas) that the first calls pay for."""
+    first = steps[0] if steps else None
+    for s in steps:
+        s["mem_marginal_kib"] = None
+        if first is not None and s is not first and s["calls"] > first["calls"]:
+            s["mem_marginal_kib"] = 1024 * (s["pss_mib"] - first["pss_mib"]) / (
+                s["calls"] - first["calls"]
+            )
+
+
 def passed(step, threshold):
     return (
         step["failed"] == 0
@@ -392,13 +483,15 @@ def fmt(v, spec=".1f"):
 def ladder(steps):
     lines = [
         "| concurrent calls | calls ok/failed | forwarded pps (measured / expected) | relay CPU % (1 core = 100) "
-        "| CPU µs per packet | memory per call KiB | relay PSS MiB | signalling (Kamailio) memory per call KiB | loss % |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| CPU µs per packet | memory per call KiB (over idle) | memory per added call KiB (over the first step) "
+        "| relay PSS MiB | signalling (Kamailio) memory per call KiB | loss % |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in steps:
         lines.append(
             f"| {s['calls']} | {s['ok']}/{s['failed']} | {s['pps']:.0f} / {s['expected_pps']} "
             f"| {s['cpu_pct']:.0f} | {fmt(s['us_per_pkt'], '.2f')} | {fmt(s['mem_per_call_kib'], '.0f')} "
+            f"| {fmt(s.get('mem_marginal_kib'), '.0f')} "
             f"| {s['pss_mib']:.0f} | {fmt(s['sig_mem_per_call_kib'], '.0f') if s['sig_mem_per_call_kib'] is not None else 'in denwa'} "
             f"| {fmt(s['loss_pct'], '.3f')} |"
         )
@@ -412,6 +505,35 @@ def best_clean(steps, threshold):
             break
         top = s
     return top
+
+
+def latency_summary(results):
+    """B4: time through the relay, caller -> relay -> callee, per step."""
+    lines = [
+        "",
+        "## B4 added latency through the relay (caller → relay → callee, from a loopback capture)",
+        "",
+        "| relay | concurrent calls | packets timed | p50 ms | p99 ms | p99.9 ms | max ms |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    verdict = []
+    for kind, steps in results.items():
+        for s in steps:
+            lat = s.get("latency")
+            if not lat:
+                continue
+            v = lat["ms"]
+            p50, p99, p999 = (percentile_ms(v, q) for q in (50, 99, 99.9))
+            lines.append(
+                f"| {kind} | {s['calls']} | {lat['packets']} | {fmt(p50, '.3f')} | "
+                f"{fmt(p99, '.3f')} | {fmt(p999, '.3f')} | {fmt(v[-1] if v else None, '.3f')} |"
+            )
+            if kind == "denwa":
+                verdict.append(p50 is not None and p50 <= 1 and p999 is not None and p999 <= 5)
+    ok = bool(verdict) and all(verdict)
+    lines += ["", "target (denwa): p50 ≤ 1 ms and p99.9 ≤ 5 ms at every step: "
+              + ("met" if ok else "NOT met"), ""]
+    return "\n".join(lines) + "\n"
 
 
 def recording_summary(plain, recorded):
@@ -458,6 +580,8 @@ def main():
     p.add_argument("--name", default="b3-media", help="results file name after the date")
     p.add_argument("--keep", action="store_true")
     p.add_argument("--servers", default="denwa,rtpengine")
+    p.add_argument("--latency", action="store_true",
+                   help="B4: capture the relay's traffic in each window and time it")
     args = p.parse_args()
     args.calls = [int(c) for c in args.calls.split(",")]
     args.servers = [
@@ -541,6 +665,7 @@ def main():
                     )
                     if not passed(s, args.loss):
                         break
+                marginal_memory(steps)
                 results[kind] = steps
             finally:
                 sysctl("net.core.rmem_default", rmem)
@@ -567,12 +692,12 @@ def report(args, results, pre, post):
         return vals[len(vals) // 2] if vals else None
 
     us_d, us_r = median(d, "us_per_pkt"), median(r, "us_per_pkt")
-    mem_d, mem_r = median(d, "mem_per_call_kib"), median(r, "mem_per_call_kib")
+    mem_d, mem_r = median(d, "mem_marginal_kib"), median(r, "mem_marginal_kib")
     cpu_ratio = B.ratio(us_d, us_r)
     mem_ratio = B.ratio(mem_d, mem_r)
     conc_ratio = B.ratio(bd["calls"] if bd else None, br["calls"] if br else None)
     summary = "\n".join([
-        "| relay | highest clean concurrency | CPU µs per packet (median of clean steps) | memory per call KiB (median) |",
+        "| relay | highest clean concurrency | CPU µs per packet (median of clean steps) | memory per added call KiB (median of clean steps) |",
         "|---|---|---|---|",
         f"| denwa | {bd['calls'] if bd else '-'} | {fmt(us_d, '.2f')} | {fmt(mem_d, '.0f')} |",
         f"| rtpengine | {br['calls'] if br else '-'} | {fmt(us_r, '.2f')} | {fmt(mem_r, '.0f')} |",
@@ -607,7 +732,8 @@ def report(args, results, pre, post):
         "with every call up: relay CPU (utime + stime from /proc) over packets forwarded in "
         "the window (denwa: its live counters; rtpengine: its packets-per-second readings); "
         "memory: PSS of the relay process with every call up, less its PSS when idle "
-        "before the first step, per call",
+        "before the first step, per call; and per added call, the PSS growth from the "
+        "first step over the calls added (the target compares the latter)",
         "- loss: over the whole step, packets the relay passed back to callers against "
         "packets it passed to callees (the echo returns every packet it gets; denwa: its "
         "per-direction counters; rtpengine: the final per-stream statistics it logs per call)",
@@ -617,8 +743,9 @@ def report(args, results, pre, post):
         "",
     ])
     b5a = recording_summary(d, rec) if rec else ""
+    b4 = latency_summary(results) if args.latency else ""
     text = (
-        head + "\n## Summary\n\n" + summary + b5a
+        head + "\n## Summary\n\n" + summary + b4 + b5a
         + "\n## denwa ladder\n\n" + ladder(d)
         + "\n\n## rtpengine ladder\n\n" + ladder(r) + "\n"
     )

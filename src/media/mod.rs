@@ -55,7 +55,8 @@ pub mod tones;
 
 pub use ports::{PortAllocator, PortLease};
 pub use relay::{
-    Direction, Leg, LegStats, MediaEndpoint, MediaEngine, RelayHandle, RelayMetrics, RelayStats,
+    Direction, Leg, LegCodec, LegStats, MediaEndpoint, MediaEngine, MediaEvent, MemberHandle,
+    RelayHandle, RelayMetrics, RelayReport, RelayStats, SupervisorHandle, TapMode, TapPoint,
     TAP_CAPACITY,
 };
 pub use sdp::{

@@ -17,12 +17,18 @@ use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
+use rtp_rs::RtpReader;
+
 use super::signal::{LegCodec, LegSignal};
-use super::worker::{CallId, Command, WorkerLink};
-use super::{Leg, MediaEndpoint, Shared};
+use super::worker::{CallId, Command, LegRuntime, WorkerLink};
+use super::{
+    add, bump, looks_like_rtcp, rtcp_companion, Admit, Leg, LegCounters, MediaEndpoint, Shared,
+    Stream,
+};
 use crate::media::g711::FRAME_SAMPLES;
-use crate::media::mixer::Frame;
+use crate::media::mixer::{Frame, Mixer, ParticipantId, Role, SILENCE};
 use crate::media::rtcp::LineQuality;
+use crate::media::rtp_stream::SourceId;
 
 /// Decoded audio a leg may have queued for the mixer (80 ms); older audio
 /// is dropped so a phone that sends too fast cannot build up delay.
@@ -205,10 +211,6 @@ impl FrameQueue {
         }
         Some(frame)
     }
-
-    pub fn clear(&mut self) {
-        self.samples.clear();
-    }
 }
 
 /// The signal state of a phone in a mix (room member or supervisor).
@@ -227,6 +229,248 @@ impl MixLeg {
             queue: FrameQueue::default(),
         }
     }
+}
+
+/// The mixer's names for the parties of a call and its supervisor.
+const PARTY_A: ParticipantId = ParticipantId(0);
+const PARTY_B: ParticipantId = ParticipantId(1);
+const SUPERVISOR: ParticipantId = ParticipantId(2);
+/// Stream source of mixed audio, for stream continuity.
+const FROM_MIXER: SourceId = SourceId(200);
+
+fn party(leg: Leg) -> ParticipantId {
+    match leg {
+        Leg::A => PARTY_A,
+        Leg::B => PARTY_B,
+    }
+}
+
+fn supervisor_role(mode: TapMode) -> Role {
+    match mode {
+        TapMode::Monitor => Role::Monitor {
+            a: PARTY_A,
+            b: PARTY_B,
+        },
+        TapMode::Whisper(leg) => Role::Whisper {
+            to: party(leg),
+            other: party(leg.other()),
+        },
+        TapMode::Barge => Role::Barge {
+            a: PARTY_A,
+            b: PARTY_B,
+        },
+    }
+}
+
+/// A supervisor attached to a call, on the call's worker.
+pub(super) struct Supervisor {
+    pub leg: LegRuntime,
+    pub mix: MixLeg,
+    pub mode: TapMode,
+    mixer: Mixer,
+    /// Decoded audio of the call's parties, for the mix.
+    pub parties: [FrameQueue; 2],
+    /// Dropped with the supervisor: tells its handle it is out.
+    _gone: oneshot::Sender<()>,
+}
+
+impl Supervisor {
+    pub fn new(
+        leg: LegRuntime,
+        codec: LegCodec,
+        mode: TapMode,
+        gone: oneshot::Sender<()>,
+    ) -> Supervisor {
+        let mut mixer = Mixer::new();
+        // Three distinct participants always fit.
+        let _ = mixer.join(PARTY_A, Role::Member);
+        let _ = mixer.join(PARTY_B, Role::Member);
+        let _ = mixer.join(SUPERVISOR, supervisor_role(mode));
+        Supervisor {
+            leg,
+            mix: MixLeg::new(codec),
+            mode,
+            mixer,
+            parties: [FrameQueue::default(), FrameQueue::default()],
+            _gone: gone,
+        }
+    }
+
+    pub fn set_mode(&mut self, mode: TapMode) {
+        self.mode = mode;
+        let _ = self.mixer.set_role(SUPERVISOR, supervisor_role(mode));
+    }
+
+    /// Whether `leg` hears the mix (it hears the supervisor) rather than
+    /// the plain relay.
+    pub fn mixes(&self, leg: Leg) -> bool {
+        match self.mode {
+            TapMode::Monitor => false,
+            TapMode::Whisper(to) => to == leg,
+            TapMode::Barge => true,
+        }
+    }
+
+    /// One frame of the mix: what the supervisor hears, and what each
+    /// mixed party hears (`None` for a party on the plain relay).
+    pub fn frame(&mut self) -> (Frame, [Option<Frame>; 2]) {
+        let a = self.parties[0].pop();
+        let b = self.parties[1].pop();
+        let s = self.mix.queue.pop();
+        let mut inputs: Vec<(ParticipantId, &Frame)> = Vec::with_capacity(3);
+        if let Some(f) = a.as_ref() {
+            inputs.push((PARTY_A, f));
+        }
+        if let Some(f) = b.as_ref() {
+            inputs.push((PARTY_B, f));
+        }
+        if let Some(f) = s.as_ref() {
+            inputs.push((SUPERVISOR, f));
+        }
+        let mixes = [self.mixes(Leg::A), self.mixes(Leg::B)];
+        let mut out = (SILENCE, [None, None]);
+        for (id, frame) in self.mixer.tick(&inputs) {
+            match *id {
+                SUPERVISOR => out.0 = *frame,
+                PARTY_A if mixes[0] => out.1[0] = Some(*frame),
+                PARTY_B if mixes[1] => out.1[1] = Some(*frame),
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+/// A phone in a conference room, on the room's worker.
+pub(super) struct Member {
+    pub generation: u64,
+    pub leg: LegRuntime,
+    pub mix: MixLeg,
+    pub shared: Arc<Shared>,
+    pub room: String,
+}
+
+/// A conference room: its members (worker slots) and its mix.
+pub(super) struct Room {
+    pub mixer: Mixer,
+    pub members: Vec<usize>,
+    /// Tone frames everybody hears next (join and leave beeps).
+    pub announce: VecDeque<Frame>,
+}
+
+impl Room {
+    pub fn new() -> Room {
+        Room {
+            mixer: Mixer::new(),
+            members: Vec::new(),
+            announce: VecDeque::new(),
+        }
+    }
+
+    /// One frame: every member's next frame in, each member's mix out, as
+    /// (slot, frame).
+    pub fn frame(&mut self, members: &mut [Option<Member>]) -> Vec<(usize, Frame)> {
+        let mut frames: Vec<(ParticipantId, Frame)> = Vec::with_capacity(self.members.len());
+        for &slot in &self.members {
+            if let Some(Some(m)) = members.get_mut(slot) {
+                if let Some(frame) = m.mix.queue.pop() {
+                    frames.push((member_id(slot), frame));
+                }
+            }
+        }
+        if let Some(tone) = self.announce.pop_front() {
+            self.mixer.announce(&tone);
+        }
+        let inputs: Vec<(ParticipantId, &Frame)> = frames.iter().map(|(id, f)| (*id, f)).collect();
+        self.mixer
+            .tick(&inputs)
+            .iter()
+            .filter_map(|(id, frame)| usize::try_from(id.0).ok().map(|slot| (slot, *frame)))
+            .collect()
+    }
+}
+
+pub(super) fn member_id(slot: usize) -> ParticipantId {
+    ParticipantId(u64::try_from(slot).unwrap_or(u64::MAX))
+}
+
+/// Encodes `frame` for the phone behind `leg` and sends it in denwa's own
+/// stream for that phone.
+pub(super) fn send_frame(
+    leg: &LegRuntime,
+    signal: &mut LegSignal,
+    counters: &LegCounters,
+    frame: &Frame,
+    now_ms: u64,
+) {
+    let (Some(codec), Some(remote)) = (signal.codec.codec, leg.rtp.remote) else {
+        return;
+    };
+    signal.ensure_out_stream();
+    let Some(out) = signal.out.as_mut() else {
+        return;
+    };
+    let mut payload = [0u8; FRAME_SAMPLES];
+    codec.encode_into(frame, &mut payload);
+    let packet = out.build(codec.payload_type(), &payload, false, FROM_MIXER, now_ms);
+    match leg.endpoint.socket(Stream::Rtp).send_to(&packet, remote) {
+        Ok(sent) => {
+            bump(&counters.packets_out);
+            add(&counters.bytes_out, sent);
+        }
+        Err(_) => bump(&counters.send_errors),
+    }
+}
+
+/// Takes in one datagram from a mixed phone (supervisor or room member):
+/// checks it, latches, counts, and queues its decoded audio. RTCP is
+/// counted and ends here (denwa is the phone's only peer).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn receive_mixed(
+    leg: &mut LegRuntime,
+    mix: &mut MixLeg,
+    counters: &LegCounters,
+    packet: &[u8],
+    source: SocketAddr,
+    stream: Stream,
+    now_ms: u64,
+) {
+    let valid = match stream {
+        Stream::Rtp => RtpReader::new(packet).is_ok(),
+        Stream::Rtcp => looks_like_rtcp(packet),
+    };
+    if !valid {
+        return bump(&counters.non_rtp_dropped);
+    }
+    match leg.latch_mut(stream).admit(source) {
+        Admit::Injected => return bump(&counters.injected_dropped),
+        Admit::Latched if stream == Stream::Rtp && !leg.rtcp.latched => {
+            leg.rtcp.remote = rtcp_companion(source);
+        }
+        _ => {}
+    }
+    if stream == Stream::Rtcp {
+        return bump(&counters.rtcp_packets_in);
+    }
+    bump(&counters.packets_in);
+    add(&counters.bytes_in, packet.len());
+    let Ok(rtp) = RtpReader::new(packet) else {
+        return;
+    };
+    mix.signal
+        .quality
+        .on_rtp(rtp.sequence_number().into(), rtp.timestamp(), now_ms);
+    let Some(codec) = mix
+        .signal
+        .codec
+        .codec
+        .filter(|c| c.payload_type() == rtp.payload_type())
+    else {
+        return;
+    };
+    let mut samples = [0i16; 4 * FRAME_SAMPLES];
+    let n = codec.decode_into(rtp.payload(), &mut samples);
+    mix.queue.push(&samples[..n]);
 }
 
 #[cfg(test)]

@@ -27,14 +27,14 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use rtp_rs::RtpReader;
 use tokio::sync::{mpsc, oneshot};
 
-use super::bridge::{MemberId, TapMode};
+use super::bridge::{self, Member, MemberId, Room, Supervisor, TapMode};
 use super::signal::{self, relayed_from, CallRecording, LegCodec, LegSignal};
 use super::{
     add, bump, copy_to_taps, looks_like_rtcp, rtcp_companion, Admit, Direction, Latch, Leg,
     MediaEndpoint, MediaEvent, RelayMetrics, RelayReport, Shared, Stream,
 };
 use crate::media::g711::Codec;
-use crate::media::mixer::Frame;
+use crate::media::mixer::{Frame, Role};
 use crate::media::player::Player;
 use crate::media::recording::RecordingHandle;
 use crate::media::rtcp::LineQuality;
@@ -227,6 +227,8 @@ pub(super) fn spawn(index: usize) -> io::Result<(WorkerLink, JoinHandle<()>)> {
         next_frame: None,
         commands: receiver,
         calls: Vec::new(),
+        members: Vec::new(),
+        rooms: std::collections::HashMap::new(),
         slots: Arc::clone(&slots),
         buf: vec![0; MAX_DATAGRAM].into_boxed_slice(),
     };
@@ -243,14 +245,14 @@ pub(super) fn spawn(index: usize) -> io::Result<(WorkerLink, JoinHandle<()>)> {
     ))
 }
 
-struct LegRuntime {
-    endpoint: MediaEndpoint,
-    rtp: Latch,
-    rtcp: Latch,
+pub(super) struct LegRuntime {
+    pub endpoint: MediaEndpoint,
+    pub rtp: Latch,
+    pub rtcp: Latch,
 }
 
 impl LegRuntime {
-    fn new(endpoint: MediaEndpoint, remote: Option<SocketAddr>) -> LegRuntime {
+    pub fn new(endpoint: MediaEndpoint, remote: Option<SocketAddr>) -> LegRuntime {
         LegRuntime {
             endpoint,
             rtp: Latch::expect(remote),
@@ -258,7 +260,7 @@ impl LegRuntime {
         }
     }
 
-    fn latch_mut(&mut self, stream: Stream) -> &mut Latch {
+    pub fn latch_mut(&mut self, stream: Stream) -> &mut Latch {
         match stream {
             Stream::Rtp => &mut self.rtp,
             Stream::Rtcp => &mut self.rtcp,
@@ -286,6 +288,7 @@ struct CallMedia {
     signal: [LegSignal; 2],
     recording: Option<CallRecording>,
     events: Option<mpsc::UnboundedSender<MediaEvent>>,
+    supervisor: Option<Supervisor>,
 }
 
 #[derive(Default)]
@@ -297,7 +300,41 @@ struct Pending {
 impl CallMedia {
     /// Whether the call needs the worker's frame clock.
     fn needs_frames(&self) -> bool {
-        self.recording.is_some() || self.signal.iter().any(|s| s.player.is_some())
+        self.recording.is_some()
+            || self.supervisor.is_some()
+            || self.signal.iter().any(|s| s.player.is_some())
+    }
+
+    /// One frame of a supervised call's mix: to the supervisor, and to the
+    /// parties that hear the supervisor.
+    fn supervisor_frame(&mut self, clock: Clock) {
+        let Some(sup) = self.supervisor.as_mut() else {
+            return;
+        };
+        let (to_supervisor, to_parties) = sup.frame();
+        let counters = &self.shared.legs[0];
+        bridge::send_frame(
+            &sup.leg,
+            &mut sup.mix.signal,
+            counters,
+            &to_supervisor,
+            clock.ms,
+        );
+        for leg in [Leg::A, Leg::B] {
+            if let Some(frame) = &to_parties[leg.index()] {
+                let i = leg.index();
+                if self.signal[i].player.is_none() {
+                    let counters = &self.shared.legs[i];
+                    bridge::send_frame(
+                        &self.legs[i],
+                        &mut self.signal[i],
+                        counters,
+                        frame,
+                        clock.ms,
+                    );
+                }
+            }
+        }
     }
 
     /// One frame of time passed: players send, lost DTMF ends time out,
@@ -323,6 +360,7 @@ impl CallMedia {
             let position = rec.position(clock.now);
             rec.handle.tick(position);
         }
+        self.supervisor_frame(clock);
     }
 
     /// Sends a packet denwa generated to `leg`'s peer.
@@ -390,28 +428,51 @@ struct Worker {
     next_frame: Option<Instant>,
     commands: std_mpsc::Receiver<Command>,
     calls: Vec<Option<CallMedia>>,
+    /// Conference room members by slot, and the rooms by name.
+    members: Vec<Option<Member>>,
+    rooms: std::collections::HashMap<String, Room>,
     slots: Arc<SlotAllocator>,
     /// The one receive buffer, reused for every datagram.
     buf: Box<[u8]>,
 }
 
-fn token(slot: usize, leg: Leg, stream: Stream) -> Token {
+/// Whose socket a token is: a call's leg, the supervisor attached to the
+/// call in that slot, or the room member in that slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Owner {
+    Leg(Leg),
+    Supervisor,
+    Member,
+}
+
+pub(super) fn token(slot: usize, owner: Owner, stream: Stream) -> Token {
     let stream = match stream {
         Stream::Rtp => 0,
         Stream::Rtcp => 1,
     };
-    Token(slot * 4 + leg.index() * 2 + stream)
+    let owner = match owner {
+        Owner::Leg(Leg::A) => 0,
+        Owner::Leg(Leg::B) => 1,
+        Owner::Supervisor => 2,
+        Owner::Member => 3,
+    };
+    Token(slot * 8 + owner * 2 + stream)
 }
 
-fn from_token(token: Token) -> (usize, Leg, Stream) {
+fn from_token(token: Token) -> (usize, Owner, Stream) {
     let n = token.0;
-    let leg = if n & 2 == 0 { Leg::A } else { Leg::B };
+    let owner = match (n >> 1) & 3 {
+        0 => Owner::Leg(Leg::A),
+        1 => Owner::Leg(Leg::B),
+        2 => Owner::Supervisor,
+        _ => Owner::Member,
+    };
     let stream = if n & 1 == 0 {
         Stream::Rtp
     } else {
         Stream::Rtcp
     };
-    (n / 4, leg, stream)
+    (n / 8, owner, stream)
 }
 
 impl Worker {
@@ -438,8 +499,12 @@ impl Worker {
                 if event.token() == WAKE {
                     continue;
                 }
-                let (slot, leg, stream) = from_token(event.token());
-                self.drain(slot, leg, stream, clock);
+                let (slot, owner, stream) = from_token(event.token());
+                match owner {
+                    Owner::Leg(leg) => self.drain(slot, leg, stream, clock),
+                    Owner::Supervisor => self.drain_supervisor(slot, stream, clock),
+                    Owner::Member => self.drain_member(slot, stream, clock),
+                }
                 touched.push(slot);
             }
             self.frames(clock);
@@ -467,7 +532,7 @@ impl Worker {
             Some(due) if due <= clock.now => due,
             Some(_) => return,
             None => {
-                if self.calls.iter().flatten().any(CallMedia::needs_frames) {
+                if self.busy() {
                     self.next_frame = Some(clock.now + FRAME);
                 }
                 return;
@@ -481,14 +546,30 @@ impl Worker {
                     call.flush_metrics();
                 }
             }
+            self.room_frames(clock);
             due += FRAME;
             ran += 1;
         }
         if due <= clock.now {
             due = clock.now + FRAME;
         }
-        let busy = self.calls.iter().flatten().any(CallMedia::needs_frames);
-        self.next_frame = busy.then_some(due);
+        self.next_frame = self.busy().then_some(due);
+    }
+
+    /// Whether anything needs the frame clock.
+    fn busy(&self) -> bool {
+        !self.rooms.is_empty() || self.calls.iter().flatten().any(CallMedia::needs_frames)
+    }
+
+    fn room_frames(&mut self, clock: Clock) {
+        for room in self.rooms.values_mut() {
+            for (slot, frame) in room.frame(&mut self.members) {
+                if let Some(Some(m)) = self.members.get_mut(slot) {
+                    let counters = &m.shared.legs[0];
+                    bridge::send_frame(&m.leg, &mut m.mix.signal, counters, &frame, clock.ms);
+                }
+            }
+        }
     }
 
     /// Applies every queued command; false once the engine shuts down.
@@ -581,8 +662,239 @@ impl Worker {
                 }
             }
             Command::Shutdown => {}
-            other => tracing::debug!(command = ?other, "media command not handled yet"),
+            Command::Attach {
+                call,
+                endpoint,
+                remote,
+                codec,
+                mode,
+                gone,
+            } => {
+                self.attach(call, *endpoint, remote, codec, mode, gone);
+                self.frames(clock);
+            }
+            Command::SupervisorRemote(call, remote) => {
+                if let Some(sup) = self.call_mut(call).and_then(|c| c.supervisor.as_mut()) {
+                    sup.leg.rtp = Latch::expect(Some(remote));
+                    sup.leg.rtcp = Latch::expect(rtcp_companion(remote));
+                }
+            }
+            Command::SupervisorMode(call, mode) => {
+                if let Some(sup) = self.call_mut(call).and_then(|c| c.supervisor.as_mut()) {
+                    sup.set_mode(mode);
+                }
+            }
+            Command::Detach(call) => self.detach(call),
+            Command::JoinRoom {
+                room,
+                member,
+                endpoint,
+                remote,
+                codec,
+                shared,
+                join_tone,
+            } => {
+                self.join_room(room, member, *endpoint, remote, codec, shared, join_tone);
+                self.frames(clock);
+            }
+            Command::MemberRemote(member, remote) => {
+                if let Some(m) = self.member_mut(member) {
+                    m.leg.rtp = Latch::expect(Some(remote));
+                    m.leg.rtcp = Latch::expect(rtcp_companion(remote));
+                }
+            }
+            Command::MemberMute(member, muted) => {
+                if let Some(m) = self.member_mut(member) {
+                    let room = m.room.clone();
+                    let role = if muted { Role::Muted } else { Role::Member };
+                    if let Some(r) = self.rooms.get_mut(&room) {
+                        let _ = r.mixer.set_role(bridge::member_id(member.slot), role);
+                    }
+                }
+            }
+            Command::Leave(member, tone, done) => {
+                let quality = self.leave(member, tone);
+                if let (Some(done), Some(q)) = (done, quality) {
+                    let _ = done.send(q);
+                }
+            }
         }
+    }
+
+    fn member_mut(&mut self, id: MemberId) -> Option<&mut Member> {
+        self.members
+            .get_mut(id.slot)?
+            .as_mut()
+            .filter(|m| m.generation == id.generation)
+    }
+
+    fn register(&self, endpoint: &mut MediaEndpoint, slot: usize, owner: Owner) {
+        for stream in [Stream::Rtp, Stream::Rtcp] {
+            let socket = endpoint.socket_mut(stream);
+            let registered = self.poll.registry().register(
+                socket,
+                token(slot, owner, stream),
+                Interest::READABLE,
+            );
+            if let Err(e) = registered {
+                tracing::warn!(error = %e, "media socket not registered; that stream is lost");
+            }
+        }
+    }
+
+    fn deregister(&self, endpoint: &mut MediaEndpoint) {
+        for stream in [Stream::Rtp, Stream::Rtcp] {
+            let _ = self.poll.registry().deregister(endpoint.socket_mut(stream));
+        }
+    }
+
+    fn attach(
+        &mut self,
+        call: CallId,
+        mut endpoint: MediaEndpoint,
+        remote: Option<SocketAddr>,
+        codec: LegCodec,
+        mode: TapMode,
+        gone: oneshot::Sender<()>,
+    ) {
+        if self.call_mut(call).is_none_or(|c| c.supervisor.is_some()) {
+            // The call is over, or has a supervisor already: dropping
+            // `gone` tells the handle.
+            return;
+        }
+        self.register(&mut endpoint, call.slot, Owner::Supervisor);
+        let leg = LegRuntime::new(endpoint, remote);
+        if let Some(c) = self.call_mut(call) {
+            tracing::debug!(?mode, "supervisor attached");
+            c.supervisor = Some(Supervisor::new(leg, codec, mode, gone));
+        }
+    }
+
+    fn detach(&mut self, call: CallId) {
+        let Some(mut sup) = self.call_mut(call).and_then(|c| c.supervisor.take()) else {
+            return;
+        };
+        self.deregister(&mut sup.leg.endpoint);
+        tracing::debug!("supervisor detached");
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn join_room(
+        &mut self,
+        room: String,
+        id: MemberId,
+        mut endpoint: MediaEndpoint,
+        remote: Option<SocketAddr>,
+        codec: LegCodec,
+        shared: Arc<Shared>,
+        join_tone: Vec<Frame>,
+    ) {
+        let r = self.rooms.entry(room.clone()).or_insert_with(Room::new);
+        if r.mixer
+            .join(bridge::member_id(id.slot), Role::Member)
+            .is_err()
+        {
+            tracing::warn!(room = %room, "conference room full");
+            self.slots.release(id.slot);
+            return;
+        }
+        r.members.push(id.slot);
+        r.announce.extend(join_tone);
+        self.register(&mut endpoint, id.slot, Owner::Member);
+        if self.members.len() <= id.slot {
+            self.members.resize_with(id.slot + 1, || None);
+        }
+        self.members[id.slot] = Some(Member {
+            generation: id.generation,
+            leg: LegRuntime::new(endpoint, remote),
+            mix: bridge::MixLeg::new(codec),
+            shared,
+            room,
+        });
+    }
+
+    fn leave(&mut self, id: MemberId, tone: Vec<Frame>) -> Option<LineQuality> {
+        self.member_mut(id)?;
+        let mut m = self.members.get_mut(id.slot)?.take()?;
+        self.deregister(&mut m.leg.endpoint);
+        if let Some(r) = self.rooms.get_mut(&m.room) {
+            r.mixer.leave(bridge::member_id(id.slot));
+            r.members.retain(|&slot| slot != id.slot);
+            r.announce.extend(tone);
+            if r.members.is_empty() {
+                self.rooms.remove(&m.room);
+            }
+        }
+        self.slots.release(id.slot);
+        Some(m.mix.signal.line_quality())
+    }
+
+    /// Reads a supervisor's socket (the supervisor of the call in `slot`).
+    fn drain_supervisor(&mut self, slot: usize, stream: Stream, clock: Clock) {
+        let Some(Some(call)) = self.calls.get_mut(slot) else {
+            return;
+        };
+        let Some(sup) = call.supervisor.as_mut() else {
+            return;
+        };
+        let counters = &call.shared.legs[0];
+        for _ in 0..BURST {
+            match sup.leg.endpoint.socket(stream).recv_from(&mut self.buf) {
+                Ok((len, source)) => {
+                    if let Some(packet) = self.buf.get(..len) {
+                        bridge::receive_mixed(
+                            &mut sup.leg,
+                            &mut sup.mix,
+                            counters,
+                            packet,
+                            source,
+                            stream,
+                            clock.ms,
+                        );
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return,
+            }
+        }
+        let socket = sup.leg.endpoint.socket_mut(stream);
+        let _ = self.poll.registry().reregister(
+            socket,
+            token(slot, Owner::Supervisor, stream),
+            Interest::READABLE,
+        );
+    }
+
+    /// Reads a room member's socket.
+    fn drain_member(&mut self, slot: usize, stream: Stream, clock: Clock) {
+        let Some(Some(m)) = self.members.get_mut(slot) else {
+            return;
+        };
+        for _ in 0..BURST {
+            match m.leg.endpoint.socket(stream).recv_from(&mut self.buf) {
+                Ok((len, source)) => {
+                    if let Some(packet) = self.buf.get(..len) {
+                        bridge::receive_mixed(
+                            &mut m.leg,
+                            &mut m.mix,
+                            &m.shared.legs[0],
+                            packet,
+                            source,
+                            stream,
+                            clock.ms,
+                        );
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return,
+            }
+        }
+        let socket = m.leg.endpoint.socket_mut(stream);
+        let _ = self.poll.registry().reregister(
+            socket,
+            token(slot, Owner::Member, stream),
+            Interest::READABLE,
+        );
     }
 
     fn call_mut(&mut self, id: CallId) -> Option<&mut CallMedia> {
@@ -610,7 +922,7 @@ impl Worker {
                 let socket = legs[leg.index()].endpoint.socket_mut(stream);
                 let registered = self.poll.registry().register(
                     socket,
-                    token(id.slot, leg, stream),
+                    token(id.slot, Owner::Leg(leg), stream),
                     Interest::READABLE,
                 );
                 if let Err(e) = registered {
@@ -632,6 +944,7 @@ impl Worker {
             signal: [LegSignal::new(), LegSignal::new()],
             recording: None,
             events: None,
+            supervisor: None,
         });
     }
 
@@ -645,6 +958,16 @@ impl Worker {
         if let Some(mut call) = entry.take() {
             call.flush_metrics();
             report = Some(call.report(clock));
+            if let Some(mut sup) = call.supervisor.take() {
+                let _ = self
+                    .poll
+                    .registry()
+                    .deregister(sup.leg.endpoint.socket_mut(Stream::Rtp));
+                let _ = self
+                    .poll
+                    .registry()
+                    .deregister(sup.leg.endpoint.socket_mut(Stream::Rtcp));
+            }
             for leg in call.legs.iter_mut() {
                 for stream in [Stream::Rtp, Stream::Rtcp] {
                     let _ = self
@@ -681,10 +1004,11 @@ impl Worker {
         // Still data after a burst: edge-triggered readiness will not fire
         // again for it, so reschedule through a self-wake-up of this token.
         let socket = call.legs[leg.index()].endpoint.socket_mut(stream);
-        let _ =
-            self.poll
-                .registry()
-                .reregister(socket, token(slot, leg, stream), Interest::READABLE);
+        let _ = self.poll.registry().reregister(
+            socket,
+            token(slot, Owner::Leg(leg), stream),
+            Interest::READABLE,
+        );
     }
 }
 
@@ -750,6 +1074,13 @@ fn on_datagram(
             for digit in heard.digits {
                 signal::emit(&mut call.events, MediaEvent::Digit { leg, digit });
             }
+            if let Some(sup) = call.supervisor.as_mut() {
+                feed_supervisor(sup, &call.signal[leg.index()], leg, packet);
+                if sup.mixes(direction.destination()) {
+                    // The other leg hears the supervisor's mix instead.
+                    return bump(&counters.unforwarded);
+                }
+            }
             if call.signal[to].player.is_some() {
                 // The other leg hears a player, not this leg.
                 return bump(&counters.unforwarded);
@@ -784,6 +1115,23 @@ fn on_datagram(
         Ok(_) => bump(&out_counters.rtcp_packets_out),
         Err(_) => bump(&out_counters.send_errors),
     }
+}
+
+/// Gives a supervisor's mix the decoded audio of a party.
+fn feed_supervisor(sup: &mut Supervisor, signal: &LegSignal, leg: Leg, packet: &[u8]) {
+    let Ok(rtp) = RtpReader::new(packet) else {
+        return;
+    };
+    let Some(codec) = signal
+        .codec
+        .codec
+        .filter(|c| c.payload_type() == rtp.payload_type())
+    else {
+        return;
+    };
+    let mut samples = [0i16; 4 * crate::media::g711::FRAME_SAMPLES];
+    let n = codec.decode_into(rtp.payload(), &mut samples);
+    sup.parties[leg.index()].push(&samples[..n]);
 }
 
 /// Makes an RTP packet from `leg` fit the other leg: G.711 transcoded when

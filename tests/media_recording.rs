@@ -15,17 +15,16 @@
 
 mod common;
 
+use common::baresip::{tone_share, Phone, RATE};
 use common::{
     caller_sipp, extensions, free_port, password, register_lines, wait_exit, wait_until, Denwa,
     Sipp,
 };
 use rusqlite::{Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
-use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::{Child, Command};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Bound on every wait for a phone or for the store.
 const WAIT: Duration = Duration::from_secs(15);
@@ -35,7 +34,6 @@ const LIMIT: Duration = Duration::from_secs(60);
 const SETUP: &str = "[auth]\nalgorithms = [\"MD5\"]\n\n";
 const CALLER: u32 = 5001;
 const CALLEE: u32 = 5002;
-const RATE: u32 = 8000;
 /// 8 and 21 whole periods in a 20 ms window; neither a harmonic of the
 /// other.
 const CALLER_HZ: f64 = 400.0;
@@ -190,31 +188,6 @@ fn read_wav(path: &Path) -> Wav {
     Wav { spec, channels }
 }
 
-/// The share of `samples`' energy at `hz` (0 to 1): Goertzel over 20 ms
-/// windows, each window's bin power scaled so that a pure tone at `hz`
-/// filling the window measures its whole energy.
-fn tone_share(samples: &[i16], hz: f64) -> f64 {
-    const WINDOW: usize = 160;
-    let coeff = 2.0 * (2.0 * std::f64::consts::PI * hz / f64::from(RATE)).cos();
-    let (mut tone, mut energy) = (0.0f64, 0.0f64);
-    for w in samples.chunks_exact(WINDOW) {
-        let (mut s1, mut s2) = (0.0f64, 0.0f64);
-        for &x in w {
-            let s = f64::from(x) + coeff * s1 - s2;
-            s2 = s1;
-            s1 = s;
-        }
-        let power = s1 * s1 + s2 * s2 - coeff * s1 * s2;
-        tone += 2.0 * power / WINDOW as f64;
-        energy += w.iter().map(|&x| f64::from(x).powi(2)).sum::<f64>();
-    }
-    if energy == 0.0 {
-        0.0
-    } else {
-        tone / energy
-    }
-}
-
 fn rms(samples: &[i16]) -> f64 {
     let energy: f64 = samples.iter().map(|&x| f64::from(x).powi(2)).sum();
     (energy / samples.len().max(1) as f64).sqrt()
@@ -296,276 +269,12 @@ fn wav_files(dir: &Path) -> Vec<PathBuf> {
 
 // ---------------------------------------------------------------- baresip
 
-/// A port `p` with `p + 1` free as well (baresip also listens for SIP over
-/// TLS on the next port).
-fn free_port_pair() -> u16 {
-    for _ in 0..100 {
-        let p = free_port();
-        let Some(next) = p.checked_add(1) else {
-            continue;
-        };
-        let addr = SocketAddr::from(([127, 0, 0, 1], next));
-        if UdpSocket::bind(addr).is_ok() && TcpListener::bind(addr).is_ok() {
-            return p;
-        }
-    }
-    panic!("no two consecutive free ports on 127.0.0.1");
-}
-
-/// The string value of `"key":"..."` in a JSON message from baresip.
-fn json_str(msg: &str, key: &str) -> String {
-    let pat = format!("\"{key}\":\"");
-    let Some(start) = msg.find(&pat).map(|i| i + pat.len()) else {
-        return String::new();
-    };
-    let mut out = String::new();
-    let mut chars = msg[start..].chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => break,
-            '\\' => out.extend(chars.next()),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// A mono 8 kHz 16-bit WAV of a `hz` sine, `secs` long.
-fn write_tone(path: &Path, hz: f64, secs: u32) {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: RATE,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(path, spec).expect("tone file");
-    let amplitude = TONE_LEVEL * f64::from(i16::MAX);
-    for n in 0..secs * RATE {
-        let t = f64::from(n) / f64::from(RATE);
-        let s = amplitude * (2.0 * std::f64::consts::PI * hz * t).sin();
-        w.write_sample(s.round() as i16).expect("tone sample");
-    }
-    w.finalize().expect("tone file");
-}
-
-/// A baresip softphone registered as extension `number`, playing a tone
-/// from a WAV file as its microphone, driven over its TCP control port
-/// (netstrings carrying JSON).
-struct Phone {
-    number: u32,
-    child: Option<Child>,
-    dir: tempfile::TempDir,
-    ctrl: Option<TcpStream>,
-    buf: Vec<u8>,
-    events: Vec<String>,
-    token: u32,
-}
-
-impl Phone {
-    fn start(d: &Denwa, number: u32, tone_hz: f64, answermode: &str) -> Phone {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let tone = dir.path().join("tone.wav");
-        // Longer than any call here: baresip hangs up when the file ends.
-        write_tone(&tone, tone_hz, 60);
-        let sip_port = free_port_pair();
-        let ctrl_port = free_port();
-        let rtp_min = 50000 + (ctrl_port % 1000) * 10;
-        let config = format!(
-            "poll_method epoll\n\
-             sip_listen 127.0.0.1:{sip_port}\n\
-             net_interface 127.0.0.1\n\
-             rtp_ports {rtp_min}-{}\n\
-             audio_source aufile,{}\n\
-             audio_player alsa,null\n\
-             audio_alert alsa,null\n\
-             module_path /usr/lib/baresip/modules\n\
-             module g711.so\n\
-             module alsa.so\n\
-             module aufile.so\n\
-             module_tmp uuid.so\n\
-             module_tmp account.so\n\
-             module_app menu.so\n\
-             module_app ctrl_tcp.so\n\
-             ctrl_tcp_listen 127.0.0.1:{ctrl_port}\n",
-            rtp_min + 9,
-            tone.display(),
-        );
-        std::fs::write(dir.path().join("config"), config).expect("baresip config");
-        let account = format!(
-            "<sip:{number}@{}>;auth_pass={};answermode={answermode};audio_codecs=PCMU;regint=600\n",
-            d.sip_addr(),
-            password(number)
-        );
-        std::fs::write(dir.path().join("accounts"), account).expect("baresip accounts");
-        let log = std::fs::File::create(dir.path().join("baresip.log")).expect("log file");
-        // `timeout` bounds the phone's life even if this test is killed.
-        let child = Command::new("timeout")
-            .args(["120", "baresip", "-f"])
-            .arg(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log.try_clone().expect("log fd")))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("start baresip");
-        let mut phone = Phone {
-            number,
-            child: Some(child),
-            dir,
-            ctrl: None,
-            buf: Vec::new(),
-            events: Vec::new(),
-            token: 0,
-        };
-        let addr = SocketAddr::from(([127, 0, 0, 1], ctrl_port));
-        let connected = wait_until(WAIT, || {
-            phone.check_running();
-            phone.ctrl = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok();
-            phone.ctrl.is_some()
-        });
-        if !connected {
-            phone.fail("control port never opened");
-        }
-        phone
-            .ctrl
-            .as_ref()
-            .expect("connected")
-            .set_read_timeout(Some(Duration::from_millis(100)))
-            .expect("read timeout");
-        phone
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("baresip.log")).unwrap_or_default()
-    }
-
-    fn fail(&self, what: &str) -> ! {
-        panic!(
-            "phone {}: {what}\n---- baresip log ----\n{}",
-            self.number,
-            self.log()
-        )
-    }
-
-    fn check_running(&mut self) {
-        if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
-            self.child = None;
-            self.fail(&format!("baresip exited ({status})"));
-        }
-    }
-
-    /// The next control message, or None at `deadline`.
-    fn next_message(&mut self, deadline: Instant) -> Option<String> {
-        loop {
-            if let Some(colon) = self.buf.iter().position(|&b| b == b':') {
-                let Some(len) = std::str::from_utf8(&self.buf[..colon])
-                    .ok()
-                    .and_then(|s| s.parse::<usize>().ok())
-                else {
-                    self.fail("bad netstring from baresip");
-                };
-                let end = colon + 1 + len;
-                if self.buf.len() > end {
-                    let msg = String::from_utf8_lossy(&self.buf[colon + 1..end]).into_owned();
-                    self.buf.drain(..=end);
-                    return Some(msg);
-                }
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            self.check_running();
-            let mut chunk = [0u8; 4096];
-            match self.ctrl.as_mut().expect("connected").read(&mut chunk) {
-                Ok(0) => self.fail("control connection closed"),
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-                Err(e) => self.fail(&format!("control connection: {e}")),
-            }
-        }
-    }
-
-    /// Run a control command and wait for its response; events arriving
-    /// meanwhile are kept for [`Phone::wait_event`].
-    fn command(&mut self, command: &str, params: &str) {
-        self.token += 1;
-        let token = format!("t{}", self.token);
-        let json =
-            format!("{{\"command\":\"{command}\",\"params\":\"{params}\",\"token\":\"{token}\"}}");
-        let netstring = format!("{}:{json},", json.len());
-        if let Err(e) = self
-            .ctrl
-            .as_mut()
-            .expect("connected")
-            .write_all(netstring.as_bytes())
-        {
-            self.fail(&format!("sending {command}: {e}"));
-        }
-        let deadline = Instant::now() + WAIT;
-        while let Some(msg) = self.next_message(deadline) {
-            if msg.contains("\"event\":true") {
-                self.events.push(msg);
-            } else if json_str(&msg, "token") == token {
-                if !msg.contains("\"ok\":true") {
-                    self.fail(&format!("{command} {params} failed: {msg}"));
-                }
-                return;
-            }
-        }
-        self.fail(&format!("no response to {command}"))
-    }
-
-    /// Wait (bounded) for an event of type `kind`.
-    fn wait_event(&mut self, kind: &str) {
-        if let Some(i) = self.events.iter().position(|e| json_str(e, "type") == kind) {
-            self.events.remove(i);
-            return;
-        }
-        let deadline = Instant::now() + WAIT;
-        while let Some(msg) = self.next_message(deadline) {
-            if json_str(&msg, "type") == kind {
-                return;
-            }
-            if msg.contains("\"event\":true") {
-                self.events.push(msg);
-            }
-        }
-        self.fail(&format!(
-            "no {kind} event; events so far: {:?}",
-            self.events
-        ))
-    }
-}
-
-impl Drop for Phone {
-    fn drop(&mut self) {
-        if let Some(ctrl) = self.ctrl.as_mut() {
-            let quit = "{\"command\":\"quit\",\"params\":\"\",\"token\":\"quit\"}";
-            let _ = ctrl.write_all(format!("{}:{quit},", quit.len()).as_bytes());
-        }
-        if let Some(mut child) = self.child.take() {
-            if !wait_exit(&mut child, Duration::from_secs(3)) {
-                // `timeout` passes TERM on to baresip.
-                let _ = Command::new("kill")
-                    .args(["-TERM", &child.id().to_string()])
-                    .status();
-                if !wait_exit(&mut child, Duration::from_secs(3)) {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                }
-            }
-        }
-        if std::thread::panicking() {
-            eprintln!("---- baresip {} log ----\n{}", self.number, self.log());
-        }
-    }
-}
-
 /// denwa with `recording` (a `[recording]` table or ""), and the two
 /// softphones registered; the callee answers by itself.
 fn denwa_and_phones(recording: &str) -> (Denwa, Phone, Phone) {
     let d = Denwa::start(&format!("{SETUP}{recording}{}", extensions(CALLER, CALLEE)));
-    let a = Phone::start(&d, CALLER, CALLER_HZ, "manual");
-    let b = Phone::start(&d, CALLEE, CALLEE_HZ, "auto");
+    let a = Phone::start(&d, CALLER, CALLER_HZ, TONE_LEVEL, "manual");
+    let b = Phone::start(&d, CALLEE, CALLEE_HZ, TONE_LEVEL, "auto");
     assert_eq!(d.wait_metric("denwa_registrations", 2.0), 2.0);
     (d, a, b)
 }

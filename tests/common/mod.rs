@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod baresip;
+
 pub const PASSWORD_PREFIX: &str = "secret-pw-";
 
 /// The password the test configuration gives extension `n`.

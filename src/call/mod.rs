@@ -27,7 +27,7 @@ mod taps;
 
 use context::CallContext;
 pub use destination::{Service, Supervision};
-pub use taps::{Directory, Taps};
+pub use taps::{Claim, Directory, Lookup, Taps};
 
 /// The sending side of a call actor's event queue. Events are boxed: the
 /// queue allocates its slots in blocks of 32, and a call that sits in a

@@ -21,6 +21,7 @@ use tracing::{info, warn};
 
 use super::context::{CallCommand, CallContext};
 use super::destination::{Service, Supervision};
+use super::taps::{Claim, Lookup};
 use super::{new_branch, new_tag, CallEvent, CallSetup, EventReceiver};
 use crate::media::g711::Codec;
 use crate::media::mixer::{Frame, FRAME_SAMPLES};
@@ -52,18 +53,22 @@ enum Phase {
     Ended,
 }
 
+/// The supervised call, how to attach, and the hold on it.
+type Supervising = (TapPoint, TapMode, Claim<TapPoint>);
+
 /// The phone's media, once attached.
 enum Media {
     None,
     Room(MemberHandle),
-    Supervisor(SupervisorHandle),
+    /// The claim is let go with the handle.
+    Supervisor(SupervisorHandle, Claim<TapPoint>),
 }
 
 impl Media {
     fn set_remote(&self, rtp: SocketAddr) {
         match self {
             Media::Room(m) => m.set_remote(rtp),
-            Media::Supervisor(s) => s.set_remote(rtp),
+            Media::Supervisor(s, _) => s.set_remote(rtp),
             Media::None => {}
         }
     }
@@ -175,7 +180,7 @@ pub(super) async fn run(
 /// room member.
 async fn supervised_call_ended(media: &mut Media) {
     match media {
-        Media::Supervisor(s) => s.call_ended().await,
+        Media::Supervisor(s, _) => s.call_ended().await,
         _ => std::future::pending().await,
     }
 }
@@ -289,7 +294,7 @@ impl ServiceCall {
         &self,
         endpoint: MediaEndpoint,
         negotiated: &Negotiated,
-        supervise: Option<(TapPoint, TapMode)>,
+        supervise: Option<Supervising>,
     ) -> Media {
         let (remote, codec) = (negotiated.remote, negotiated.leg_codec());
         match (&self.service, supervise) {
@@ -302,9 +307,9 @@ impl ServiceCall {
                 info!(room = %room, "joined the conference room");
                 Media::Room(member)
             }
-            (Service::Supervise { .. }, Some((point, tap))) => {
+            (Service::Supervise { .. }, Some((point, tap, claim))) => {
                 info!(mode = ?tap, "supervisor attached");
-                Media::Supervisor(point.attach(endpoint, remote, codec, tap))
+                Media::Supervisor(point.attach(endpoint, remote, codec, tap), claim)
             }
             (Service::Supervise { .. }, None) => Media::None,
         }
@@ -312,12 +317,12 @@ impl ServiceCall {
 
     /// The supervised call and the tap mode, or the refusal: 403 for a
     /// caller who is not a supervisor, 404 for an unknown agent, 480 when
-    /// the agent is in no call.
+    /// the agent is in no call, 486 when another supervisor is on it.
     fn supervision(
         &self,
         mode: Supervision,
         target: &str,
-    ) -> Result<(TapPoint, TapMode), (u16, Disposition)> {
+    ) -> Result<Supervising, (u16, Disposition)> {
         let extensions = &self.ctx.config.extensions;
         if !extensions.get(&self.s.caller).is_some_and(|e| e.supervisor) {
             info!(caller = %self.s.caller, mode = mode.as_str(), "not a supervisor");
@@ -327,9 +332,16 @@ impl ServiceCall {
             info!(target, "no such extension to supervise");
             return Err((404, Disposition::NotFound));
         }
-        let Some((point, leg)) = self.ctx.taps.find(target) else {
-            info!(target, "extension to supervise is in no call");
-            return Err((480, Disposition::Unavailable));
+        let (point, leg, claim) = match self.ctx.taps.claim(target) {
+            Lookup::Found { point, leg, claim } => (point, leg, claim),
+            Lookup::NotInCall => {
+                info!(target, "extension to supervise is in no call");
+                return Err((480, Disposition::Unavailable));
+            }
+            Lookup::Supervised => {
+                info!(target, "the call has a supervisor already");
+                return Err((486, Disposition::Busy));
+            }
         };
         let tap = match mode {
             Supervision::Monitor => TapMode::Monitor,
@@ -337,7 +349,7 @@ impl ServiceCall {
             Supervision::Barge => TapMode::Barge,
         };
         info!(target, leg = ?leg, mode = mode.as_str(), "supervising");
-        Ok((point, tap))
+        Ok((point, tap, claim))
     }
 
     fn handle(&mut self, ev: CallEvent) {
@@ -488,8 +500,9 @@ impl ServiceCall {
                 info!("left the conference room");
                 Some(quality)
             }
-            Media::Supervisor(supervisor) => {
+            Media::Supervisor(supervisor, claim) => {
                 supervisor.detach();
+                drop(claim);
                 None
             }
             Media::None => None,

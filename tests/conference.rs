@@ -158,14 +158,16 @@ const CALLER: u32 = 6101;
 const AGENT: u32 = 6102;
 const SUPERVISOR: u32 = 6103;
 const OTHER_AGENT: u32 = 6104;
+const SECOND_SUPERVISOR: u32 = 6105;
 
 fn start_call_centre() -> Denwa {
     Denwa::start(&format!(
-        "{SETUP}{}{}{}{}",
+        "{SETUP}{}{}{}{}{}",
         extension(CALLER, false),
         extension(AGENT, false),
         extension(SUPERVISOR, true),
-        extension(OTHER_AGENT, false)
+        extension(OTHER_AGENT, false),
+        extension(SECOND_SUPERVISOR, true)
     ))
 }
 
@@ -251,8 +253,8 @@ fn supervisor_monitors_then_whispers_to_the_agent() {
     assert_eq!(d.wait_metric("denwa_calls_active", 0.0), 0.0);
 }
 
-/// Barge: both parties hear the supervisor. When the call ends, denwa
-/// hangs up on the supervisor with a BYE.
+/// Barge: both parties hear the supervisor; a second supervisor gets 486.
+/// When the call ends, denwa hangs up on the supervisor with a BYE.
 #[test]
 fn barging_supervisor_is_heard_by_both_and_hung_up_with_the_call() {
     let d = start_call_centre();
@@ -272,6 +274,18 @@ fn barging_supervisor_is_heard_by_both_and_hung_up_with_the_call() {
     for (p, mark) in [&caller, &agent, &sup].into_iter().zip(marks) {
         wait_position(p, mark + secs(PHASE_SECS));
     }
+    // One supervisor at a time.
+    let (ok, report) = caller_sipp(
+        &d,
+        "uac_refused.xml",
+        SECOND_SUPERVISOR,
+        &format!("995{AGENT}"),
+    )
+    .substitute("[expect]", "486")
+    .arg("-timeout")
+    .arg("30s")
+    .run_report(LIMIT);
+    assert!(ok, "a second supervisor on the call: {report}");
 
     caller.command("hangup", "");
     caller.wait_event("CALL_CLOSED");
@@ -296,7 +310,7 @@ fn barging_supervisor_is_heard_by_both_and_hung_up_with_the_call() {
             }
         }
     }
-    let recs = call_records(&d, 2);
+    let recs = call_records(&d, 3);
     let barge = recs
         .iter()
         .find(|r| r.caller == SUPERVISOR.to_string())
@@ -365,6 +379,26 @@ fn supervision_is_refused_to_agents_for_idle_and_unknown_extensions() {
                 403
             ),
         ]
+    );
+    assert_eq!(d.wait_metric("denwa_calls_active", 0.0), 0.0);
+}
+
+/// A room as SIPp sees it: the INVITE retransmission is absorbed, a
+/// re-INVITE putting the room on hold (sendonly) is answered recvonly, and
+/// the BYE ends the call with a record.
+#[test]
+fn room_call_takes_a_hold_reinvite_and_a_bye() {
+    let d = start_call_centre();
+    let (ok, report) = caller_sipp(&d, "uac_retrans_hold.xml", CALLER, "9202")
+        .arg("-timeout")
+        .arg("30s")
+        .run_report(LIMIT);
+    assert!(ok, "{report}");
+    let recs = call_records(&d, 1);
+    let r = &recs[0];
+    assert_eq!(
+        (r.callee.as_str(), r.disposition, r.hangup_side),
+        ("9202", Disposition::Answered, Some(Side::Caller))
     );
     assert_eq!(d.wait_metric("denwa_calls_active", 0.0), 0.0);
 }

@@ -240,7 +240,7 @@ impl ServiceCall {
 
     /// Who may do what, then the offer, then the media, then the 200.
     async fn start(&mut self) {
-        let mode = match self.service.clone() {
+        let supervising = match self.service.clone() {
             Service::Room(_) => None,
             Service::Supervise { mode, target } => match self.supervision(mode, &target) {
                 Ok(found) => Some(found),
@@ -270,7 +270,7 @@ impl ServiceCall {
             }
         };
         let local = endpoint.local_rtp_addr();
-        self.media = self.attach(endpoint, &negotiated, mode);
+        self.media = self.attach(endpoint, &negotiated, supervising);
         let session_id = u64::from(rand::random::<u32>());
         let body = negotiated.answer(local, session_id, 1).to_bytes();
         self.answer = Some(Answer {

@@ -540,13 +540,19 @@ impl Worker {
         };
         let mut ran = 0;
         while due <= clock.now && ran < MAX_CATCH_UP {
+            // Each frame at its own time, so a late worker still gives
+            // every frame its own timestamp.
+            let frame_clock = Clock {
+                now: due,
+                ms: u64::try_from(due.duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX),
+            };
             for call in self.calls.iter_mut().flatten() {
                 if call.needs_frames() {
-                    call.on_frame(clock);
+                    call.on_frame(frame_clock);
                     call.flush_metrics();
                 }
             }
-            self.room_frames(clock);
+            self.room_frames(frame_clock);
             due += FRAME;
             ran += 1;
         }
@@ -630,8 +636,7 @@ impl Worker {
             }
             Command::Play(id, leg, player) => {
                 if let Some(call) = self.call_mut(id) {
-                    let seed = rand::random::<u32>();
-                    call.signal[leg.index()].start_player(*player, seed);
+                    call.signal[leg.index()].start_player(*player, clock.ms);
                 }
                 self.frames(clock);
             }
@@ -1151,7 +1156,10 @@ fn prepare_for(signal: &mut [LegSignal; 2], leg: Leg, packet: &mut [u8], clock: 
     }
     match to.out.as_mut() {
         Some(out) => out.rewrite(packet, relayed_from(leg), clock.ms).is_ok(),
-        None => true,
+        None => {
+            to.note_relayed(packet, clock.ms);
+            true
+        }
     }
 }
 

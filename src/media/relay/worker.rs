@@ -842,31 +842,18 @@ impl Worker {
         let Some(sup) = call.supervisor.as_mut() else {
             return;
         };
+        let token = token(slot, Owner::Supervisor, stream);
         let counters = &call.shared.legs[0];
-        for _ in 0..BURST {
-            match sup.leg.endpoint.socket(stream).recv_from(&mut self.buf) {
-                Ok((len, source)) => {
-                    if let Some(packet) = self.buf.get(..len) {
-                        bridge::receive_mixed(
-                            &mut sup.leg,
-                            &mut sup.mix,
-                            counters,
-                            packet,
-                            source,
-                            stream,
-                            clock.ms,
-                        );
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return,
-            }
-        }
-        let socket = sup.leg.endpoint.socket_mut(stream);
-        let _ = self.poll.registry().reregister(
-            socket,
-            token(slot, Owner::Supervisor, stream),
-            Interest::READABLE,
+        let (leg, mix) = (&mut sup.leg, &mut sup.mix);
+        drain_mixed(
+            &self.poll,
+            &mut self.buf,
+            leg,
+            mix,
+            counters,
+            token,
+            stream,
+            clock,
         );
     }
 
@@ -875,30 +862,17 @@ impl Worker {
         let Some(Some(m)) = self.members.get_mut(slot) else {
             return;
         };
-        for _ in 0..BURST {
-            match m.leg.endpoint.socket(stream).recv_from(&mut self.buf) {
-                Ok((len, source)) => {
-                    if let Some(packet) = self.buf.get(..len) {
-                        bridge::receive_mixed(
-                            &mut m.leg,
-                            &mut m.mix,
-                            &m.shared.legs[0],
-                            packet,
-                            source,
-                            stream,
-                            clock.ms,
-                        );
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return,
-            }
-        }
-        let socket = m.leg.endpoint.socket_mut(stream);
-        let _ = self.poll.registry().reregister(
-            socket,
-            token(slot, Owner::Member, stream),
-            Interest::READABLE,
+        let token = token(slot, Owner::Member, stream);
+        let counters = &m.shared.legs[0];
+        drain_mixed(
+            &self.poll,
+            &mut self.buf,
+            &mut m.leg,
+            &mut m.mix,
+            counters,
+            token,
+            stream,
+            clock,
         );
     }
 
@@ -1120,6 +1094,36 @@ fn on_datagram(
         Ok(_) => bump(&out_counters.rtcp_packets_out),
         Err(_) => bump(&out_counters.send_errors),
     }
+}
+
+/// Reads a mixed phone's socket (supervisor or room member), up to
+/// [`BURST`] datagrams, rescheduling itself when more are left.
+#[allow(clippy::too_many_arguments)]
+fn drain_mixed(
+    poll: &Poll,
+    buf: &mut [u8],
+    leg: &mut LegRuntime,
+    mix: &mut bridge::MixLeg,
+    counters: &super::LegCounters,
+    token: Token,
+    stream: Stream,
+    clock: Clock,
+) {
+    for _ in 0..BURST {
+        match leg.endpoint.socket(stream).recv_from(buf) {
+            Ok((len, source)) => {
+                if let Some(packet) = buf.get(..len) {
+                    bridge::receive_mixed(leg, mix, counters, packet, source, stream, clock.ms);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return,
+        }
+    }
+    let socket = leg.endpoint.socket_mut(stream);
+    let _ = poll
+        .registry()
+        .reregister(socket, token, Interest::READABLE);
 }
 
 /// Gives a supervisor's mix the decoded audio of a party.

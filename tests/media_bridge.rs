@@ -116,6 +116,14 @@ async fn talk(phones: &mut [(&mut Phone, SocketAddr)], seconds: u64) {
     }
 }
 
+/// Two seconds of a caller, an agent and a supervisor talking.
+async fn talk_three(phones: [&mut Phone; 3], to: [SocketAddr; 3]) {
+    let mut pairs: Vec<(&mut Phone, SocketAddr)> = phones.into_iter().zip(to).collect();
+    timeout(Duration::from_secs(10), talk(&mut pairs, 2))
+        .await
+        .unwrap();
+}
+
 async fn endpoint(ports: &PortAllocator) -> MediaEndpoint {
     MediaEndpoint::bind(LOOPBACK, ports).await.unwrap()
 }
@@ -198,16 +206,11 @@ async fn monitor_hears_both_and_whisper_reaches_only_the_agent() {
         TapMode::Monitor,
     );
     let to_s = sup.local_rtp_addr();
-    {
-        let mut pairs = [
-            (&mut caller, to_a),
-            (&mut agent, to_b),
-            (&mut supervisor, to_s),
-        ];
-        timeout(Duration::from_secs(10), talk(&mut pairs, 2))
-            .await
-            .unwrap();
-    }
+    talk_three(
+        [&mut caller, &mut agent, &mut supervisor],
+        [to_a, to_b, to_s],
+    )
+    .await;
     assert!(supervisor.share(500.0) > 0.2, "monitor hears the caller");
     assert!(supervisor.share(1000.0) > 0.2, "monitor hears the agent");
     assert!(
@@ -221,16 +224,11 @@ async fn monitor_hears_both_and_whisper_reaches_only_the_agent() {
     assert!(caller.share(1000.0) > 0.5, "caller still hears the agent");
 
     sup.set_mode(TapMode::Whisper(Leg::B));
-    {
-        let mut pairs = [
-            (&mut caller, to_a),
-            (&mut agent, to_b),
-            (&mut supervisor, to_s),
-        ];
-        timeout(Duration::from_secs(10), talk(&mut pairs, 2))
-            .await
-            .unwrap();
-    }
+    talk_three(
+        [&mut caller, &mut agent, &mut supervisor],
+        [to_a, to_b, to_s],
+    )
+    .await;
     assert!(agent.share(1500.0) > 0.2, "the agent hears the whisper");
     assert!(agent.share(500.0) > 0.2, "and still the caller");
     assert!(caller.share(1500.0) < 0.02, "the caller never hears it");
@@ -240,16 +238,11 @@ async fn monitor_hears_both_and_whisper_reaches_only_the_agent() {
     );
 
     sup.set_mode(TapMode::Barge);
-    {
-        let mut pairs = [
-            (&mut caller, to_a),
-            (&mut agent, to_b),
-            (&mut supervisor, to_s),
-        ];
-        timeout(Duration::from_secs(10), talk(&mut pairs, 2))
-            .await
-            .unwrap();
-    }
+    talk_three(
+        [&mut caller, &mut agent, &mut supervisor],
+        [to_a, to_b, to_s],
+    )
+    .await;
     assert!(
         caller.share(1500.0) > 0.2,
         "barge: the caller hears the supervisor"

@@ -223,7 +223,7 @@ impl MixLeg {
     pub fn new(codec: LegCodec) -> MixLeg {
         let mut signal = LegSignal::new();
         signal.codec = codec;
-        signal.ensure_out_stream();
+        signal.ensure_out_stream(0);
         MixLeg {
             signal,
             queue: FrameQueue::default(),
@@ -406,7 +406,7 @@ pub(super) fn send_frame(
     let (Some(codec), Some(remote)) = (signal.codec.codec, leg.rtp.remote) else {
         return;
     };
-    signal.ensure_out_stream();
+    signal.ensure_out_stream(now_ms);
     let Some(out) = signal.out.as_mut() else {
         return;
     };

@@ -54,6 +54,9 @@ pub(super) struct LegSignal {
     pub player: Option<Player>,
     /// The first player frame goes out with the marker bit.
     player_fresh: bool,
+    /// SSRC, sequence number and timestamp of the last packet relayed to
+    /// the leg unchanged, and when.
+    last_relayed: Option<(u32, u16, u32, u64)>,
 }
 
 impl LegSignal {
@@ -66,6 +69,7 @@ impl LegSignal {
             out: None,
             player: None,
             player_fresh: false,
+            last_relayed: None,
         }
     }
 
@@ -73,17 +77,43 @@ impl LegSignal {
         self.inband = on.then(InbandDetector::new);
     }
 
-    /// From now on the leg gets denwa's own stream.
-    pub fn ensure_out_stream(&mut self) {
-        if self.out.is_none() {
-            let seed = rand::random::<u32>();
-            self.out = Some(OutboundStream::new(seed, seed as u16, seed));
+    /// Notes the header of a packet relayed to this leg unchanged, so that
+    /// denwa's own stream, when it starts, continues it.
+    pub fn note_relayed(&mut self, packet: &[u8], now_ms: u64) {
+        if let Some(h) = packet.get(2..12) {
+            let seq = u16::from_be_bytes([h[0], h[1]]);
+            let ts = u32::from_be_bytes([h[2], h[3], h[4], h[5]]);
+            let ssrc = u32::from_be_bytes([h[6], h[7], h[8], h[9]]);
+            self.last_relayed = Some((ssrc, seq, ts, now_ms));
         }
     }
 
-    pub fn start_player(&mut self, player: Player, ssrc_seed: u32) {
-        self.out
-            .get_or_insert_with(|| OutboundStream::new(ssrc_seed, ssrc_seed as u16, ssrc_seed));
+    /// From now on the leg gets denwa's own stream: the stream it was
+    /// getting, continued (same SSRC, next sequence number, timestamp
+    /// advanced by the time since), or a fresh one if it got nothing yet.
+    pub fn ensure_out_stream(&mut self, now_ms: u64) {
+        if self.out.is_some() {
+            return;
+        }
+        self.out = Some(match self.last_relayed {
+            Some((ssrc, seq, ts, at_ms)) => {
+                let elapsed = u32::try_from(now_ms.saturating_sub(at_ms).saturating_mul(8))
+                    .unwrap_or(u32::MAX);
+                OutboundStream::new(
+                    ssrc,
+                    seq.wrapping_add(1),
+                    ts.wrapping_add(elapsed.max(FRAME_SAMPLES as u32)),
+                )
+            }
+            None => {
+                let seed = rand::random::<u32>();
+                OutboundStream::new(seed, seed as u16, seed)
+            }
+        });
+    }
+
+    pub fn start_player(&mut self, player: Player, now_ms: u64) {
+        self.ensure_out_stream(now_ms);
         self.player = Some(player);
         self.player_fresh = true;
     }

@@ -540,13 +540,19 @@ impl Worker {
         };
         let mut ran = 0;
         while due <= clock.now && ran < MAX_CATCH_UP {
+            // Each frame at its own time, so a late worker still gives
+            // every frame its own timestamp.
+            let frame_clock = Clock {
+                now: due,
+                ms: u64::try_from(due.duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX),
+            };
             for call in self.calls.iter_mut().flatten() {
                 if call.needs_frames() {
-                    call.on_frame(clock);
+                    call.on_frame(frame_clock);
                     call.flush_metrics();
                 }
             }
-            self.room_frames(clock);
+            self.room_frames(frame_clock);
             due += FRAME;
             ran += 1;
         }
@@ -630,8 +636,7 @@ impl Worker {
             }
             Command::Play(id, leg, player) => {
                 if let Some(call) = self.call_mut(id) {
-                    let seed = rand::random::<u32>();
-                    call.signal[leg.index()].start_player(*player, seed);
+                    call.signal[leg.index()].start_player(*player, clock.ms);
                 }
                 self.frames(clock);
             }
@@ -837,31 +842,18 @@ impl Worker {
         let Some(sup) = call.supervisor.as_mut() else {
             return;
         };
+        let token = token(slot, Owner::Supervisor, stream);
         let counters = &call.shared.legs[0];
-        for _ in 0..BURST {
-            match sup.leg.endpoint.socket(stream).recv_from(&mut self.buf) {
-                Ok((len, source)) => {
-                    if let Some(packet) = self.buf.get(..len) {
-                        bridge::receive_mixed(
-                            &mut sup.leg,
-                            &mut sup.mix,
-                            counters,
-                            packet,
-                            source,
-                            stream,
-                            clock.ms,
-                        );
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return,
-            }
-        }
-        let socket = sup.leg.endpoint.socket_mut(stream);
-        let _ = self.poll.registry().reregister(
-            socket,
-            token(slot, Owner::Supervisor, stream),
-            Interest::READABLE,
+        let (leg, mix) = (&mut sup.leg, &mut sup.mix);
+        drain_mixed(
+            &self.poll,
+            &mut self.buf,
+            leg,
+            mix,
+            counters,
+            token,
+            stream,
+            clock,
         );
     }
 
@@ -870,30 +862,17 @@ impl Worker {
         let Some(Some(m)) = self.members.get_mut(slot) else {
             return;
         };
-        for _ in 0..BURST {
-            match m.leg.endpoint.socket(stream).recv_from(&mut self.buf) {
-                Ok((len, source)) => {
-                    if let Some(packet) = self.buf.get(..len) {
-                        bridge::receive_mixed(
-                            &mut m.leg,
-                            &mut m.mix,
-                            &m.shared.legs[0],
-                            packet,
-                            source,
-                            stream,
-                            clock.ms,
-                        );
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return,
-            }
-        }
-        let socket = m.leg.endpoint.socket_mut(stream);
-        let _ = self.poll.registry().reregister(
-            socket,
-            token(slot, Owner::Member, stream),
-            Interest::READABLE,
+        let token = token(slot, Owner::Member, stream);
+        let counters = &m.shared.legs[0];
+        drain_mixed(
+            &self.poll,
+            &mut self.buf,
+            &mut m.leg,
+            &mut m.mix,
+            counters,
+            token,
+            stream,
+            clock,
         );
     }
 
@@ -1117,6 +1096,36 @@ fn on_datagram(
     }
 }
 
+/// Reads a mixed phone's socket (supervisor or room member), up to
+/// [`BURST`] datagrams, rescheduling itself when more are left.
+#[allow(clippy::too_many_arguments)]
+fn drain_mixed(
+    poll: &Poll,
+    buf: &mut [u8],
+    leg: &mut LegRuntime,
+    mix: &mut bridge::MixLeg,
+    counters: &super::LegCounters,
+    token: Token,
+    stream: Stream,
+    clock: Clock,
+) {
+    for _ in 0..BURST {
+        match leg.endpoint.socket(stream).recv_from(buf) {
+            Ok((len, source)) => {
+                if let Some(packet) = buf.get(..len) {
+                    bridge::receive_mixed(leg, mix, counters, packet, source, stream, clock.ms);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => return,
+        }
+    }
+    let socket = leg.endpoint.socket_mut(stream);
+    let _ = poll
+        .registry()
+        .reregister(socket, token, Interest::READABLE);
+}
+
 /// Gives a supervisor's mix the decoded audio of a party.
 fn feed_supervisor(sup: &mut Supervisor, signal: &LegSignal, leg: Leg, packet: &[u8]) {
     let Ok(rtp) = RtpReader::new(packet) else {
@@ -1151,7 +1160,10 @@ fn prepare_for(signal: &mut [LegSignal; 2], leg: Leg, packet: &mut [u8], clock: 
     }
     match to.out.as_mut() {
         Some(out) => out.rewrite(packet, relayed_from(leg), clock.ms).is_ok(),
-        None => true,
+        None => {
+            to.note_relayed(packet, clock.ms);
+            true
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use denwa::media::rtcp::{build_report, ReportBlock};
 use denwa::media::{
     Direction, Leg, MediaEndpoint, MediaEngine, PortAllocator, RelayHandle, RelayMetrics,
 };
@@ -241,6 +242,47 @@ async fn relays_rtcp_on_the_odd_ports() {
     assert_eq!((stats.b.rtcp_packets_in, stats.a.rtcp_packets_out), (2, 2));
     assert_eq!(stats.a.non_rtp_dropped, 1);
     assert_eq!(stats.a.packets_in, 0, "RTCP is not counted as RTP");
+}
+
+#[tokio::test]
+async fn a_phones_reports_about_what_it_hears_reach_the_call_report() {
+    let (phone_a, phone_b) = (phone().await, phone().await);
+    let ports = PortAllocator::new(41950, 41999);
+    let c = call(
+        ports,
+        phone_a.local_addr().unwrap(),
+        phone_b.local_addr().unwrap(),
+    )
+    .await;
+    // B talks to A (SSRC 0x12345678), then A reports on that stream:
+    // 64/256 lost, jitter 160 timestamp units (20 ms).
+    phone_b.send_to(&rtp(1, b"hello"), c.b).await.unwrap();
+    recv(&phone_a).await;
+    let block = ReportBlock {
+        ssrc: 0x1234_5678,
+        fraction_lost: 64,
+        cumulative_lost: 3,
+        extended_highest_seq: 1,
+        jitter: 160,
+        last_sr: 0,
+        delay_since_last_sr: 0,
+    };
+    let report = build_report(0x0a0a_0a0a, None, &[block], "phone-a");
+    let relay_rtcp_a = SocketAddr::new(LOOPBACK, c.a.port() + 1);
+    phone_a.send_to(&report, relay_rtcp_a).await.unwrap();
+    // A's RTCP goes to B's implied RTCP address; wait until it was taken.
+    let deadline = std::time::Instant::now() + WAIT;
+    while c.relay.stats().a.rtcp_packets_in == 0 && std::time::Instant::now() < deadline {
+        tokio::task::yield_now().await;
+    }
+    let report = c.relay.stop().await;
+    let a = &report.quality[0];
+    assert_eq!(a.remote_reported_loss_percent, Some(25.0));
+    assert_eq!(a.remote_reported_jitter_ms, Some(20.0));
+    assert_eq!(
+        report.quality[1].packets_received, 0,
+        "B's first packet is on probation"
+    );
 }
 
 #[tokio::test]

@@ -1043,6 +1043,15 @@ impl Call {
             debug!(stats = ?report.stats, "media relay stopped");
             for (i, q) in report.quality.iter().enumerate() {
                 if q.packets_received > 0 {
+                    info!(
+                        side = if i == 0 { "caller" } else { "callee" },
+                        packets = q.packets_received,
+                        lost = q.packets_lost,
+                        jitter_ms = q.jitter_ms_avg,
+                        reported_loss_percent = ?q.remote_reported_loss_percent,
+                        reported_jitter_ms = ?q.remote_reported_jitter_ms,
+                        "line quality"
+                    );
                     lines[i] = Some(LineStats {
                         rtp_packets: q.packets_received,
                         rtp_lost: q.packets_lost,

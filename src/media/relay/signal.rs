@@ -130,6 +130,21 @@ impl LegSignal {
         Some(out.build(codec.payload_type(), &payload, marker, FROM_PLAYER, now_ms))
     }
 
+    /// An RTCP packet from this leg's phone: its reports about the stream
+    /// it receives from denwa (ours, or the one relayed to it).
+    pub fn hear_rtcp(&mut self, packet: &[u8], now_ms: u64) {
+        let ssrc = self
+            .out
+            .as_ref()
+            .map(OutboundStream::ssrc)
+            .or(self.last_relayed.map(|(ssrc, ..)| ssrc));
+        if let Some(ssrc) = ssrc {
+            // A malformed report teaches nothing; it is still relayed or
+            // dropped like any RTCP.
+            let _ = self.quality.on_rtcp(packet, ssrc, now_ms);
+        }
+    }
+
     pub fn line_quality(&self) -> LineQuality {
         self.quality.summary()
     }

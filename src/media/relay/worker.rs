@@ -1070,6 +1070,7 @@ fn on_datagram(
         }
         Stream::Rtcp => {
             bump(&counters.rtcp_packets_in);
+            call.signal[leg.index()].hear_rtcp(packet, clock.ms);
             // A leg that gets denwa's own stream gets no foreign RTCP: the
             // reports would name a source it never heard.
             if call.signal.iter().any(|s| s.out.is_some()) {

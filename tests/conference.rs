@@ -12,11 +12,10 @@
 
 mod common;
 
-use common::baresip::{json_str, tone_share, Phone, RATE, WAIT};
-use common::{caller_sipp, extensions, password, wait_until, Denwa};
+use common::baresip::{json_str, tone_share, Phone, RATE};
+use common::{caller_sipp, extensions, password, Denwa};
 use denwa::store::cdr::{CallRecord, Disposition, Side};
-use denwa::store::Reader;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// baresip 1.0 answers MD5 digest challenges only.
 const SETUP: &str = "[auth]\nalgorithms = [\"MD5\"]\n\n";
@@ -60,49 +59,42 @@ fn extension(n: u32, supervisor: bool) -> String {
     )
 }
 
-/// The call records denwa has written, newest first, once there are `n`.
-fn call_records(d: &Denwa, n: usize) -> Vec<CallRecord> {
-    let db = d.dir.path().join("data").join("denwa.sqlite");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let reader = Reader::open(&db).expect("database");
-        let recs = reader.recent_calls(n + 5).expect("query");
-        if recs.len() >= n {
-            return recs;
+/// Phone `i` of [`TONES`] heard each of the others and not itself.
+fn assert_hears_the_others(i: usize, heard: &[f64; 3]) {
+    for (j, share) in heard.iter().enumerate() {
+        if i == j {
+            assert!(*share < NOT_HEARD, "phone {i} hears itself: {heard:?}");
+        } else {
+            assert!(*share > HEARD, "phone {i} does not hear {j}: {heard:?}");
         }
-        assert!(
-            Instant::now() < deadline,
-            "{} call records, not {n}",
-            recs.len()
-        );
-        std::thread::sleep(Duration::from_millis(50)); // polling a condition, bounded
     }
 }
 
-/// Samples the phone has received so far in its current call.
-fn position(p: &Phone) -> usize {
-    p.received_path()
-        .and_then(|path| std::fs::metadata(path).ok())
-        .map_or(0, |m| (m.len().saturating_sub(44) / 2) as usize)
+/// Where each phone's dump is judged from: [`SETTLE_SECS`] after now;
+/// waits (bounded) until each holds [`PHASE_SECS`] past it.
+fn mark_and_wait<const N: usize>(mut phones: [&mut Phone; N]) -> [usize; N] {
+    let marks = phones.each_ref().map(|p| p.position() + secs(SETTLE_SECS));
+    for (p, mark) in phones.iter_mut().zip(marks) {
+        p.wait_position(mark + secs(PHASE_SECS));
+    }
+    marks
 }
 
-/// Wait (bounded) until the phone's dump holds `samples`.
-fn wait_position(p: &Phone, samples: usize) {
-    let reached = wait_until(WAIT, || position(p) >= samples);
-    assert!(
-        reached,
-        "phone {}: {} of {samples} samples",
-        p.number,
-        position(p)
-    );
+/// SIPp as `from` dials `to` and expects `code`.
+fn refused(d: &Denwa, from: u32, to: &str, code: &str) {
+    let (ok, report) = caller_sipp(d, "uac_refused.xml", from, to)
+        .substitute("[expect]", code)
+        .arg("-timeout")
+        .arg("30s")
+        .run_report(LIMIT);
+    assert!(ok, "{from} dialling {to} expected {code}: {report}");
 }
 
 #[test]
 fn three_phones_in_a_room_hear_the_other_two_and_not_themselves() {
     let d = Denwa::start(&format!("{SETUP}{}", extensions(6001, 6003)));
-    let mut phones: Vec<Phone> = (0..3)
-        .map(|i| Phone::start(&d, 6001 + i as u32, TONES[i], LEVEL, "manual"))
-        .collect();
+    let mut phones: [Phone; 3] =
+        std::array::from_fn(|i| Phone::start(&d, 6001 + i as u32, TONES[i], LEVEL, "manual"));
     for p in &mut phones {
         p.wait_registered();
     }
@@ -111,27 +103,13 @@ fn three_phones_in_a_room_hear_the_other_two_and_not_themselves() {
         p.wait_event("CALL_ESTABLISHED");
     }
     // Everyone is in: judge what each receives from here.
-    let marks: Vec<usize> = phones
-        .iter()
-        .map(|p| position(p) + secs(SETTLE_SECS))
-        .collect();
-    for (p, mark) in phones.iter().zip(&marks) {
-        wait_position(p, mark + secs(PHASE_SECS));
-    }
+    let marks = mark_and_wait(phones.each_mut());
     for p in &mut phones {
-        p.command("hangup", "");
-        p.wait_event("CALL_CLOSED");
+        p.hang_up();
     }
     for (i, (p, mark)) in phones.iter_mut().zip(&marks).enumerate() {
         let all = p.received();
-        let heard = shares(span(&all, *mark, mark + secs(PHASE_SECS)));
-        for (j, share) in heard.iter().enumerate() {
-            if i == j {
-                assert!(*share < NOT_HEARD, "phone {i} hears itself: {heard:?}");
-            } else {
-                assert!(*share > HEARD, "phone {i} does not hear {j}: {heard:?}");
-            }
-        }
+        assert_hears_the_others(i, &shares(span(&all, *mark, mark + secs(PHASE_SECS))));
         if i == 0 {
             // The first phone heard the others join: 20 ms windows where
             // the beep carries a good part of the energy.
@@ -142,7 +120,7 @@ fn three_phones_in_a_room_hear_the_other_two_and_not_themselves() {
             assert!(beeps >= 10, "no join beep heard ({beeps} windows)");
         }
     }
-    let recs = call_records(&d, 3);
+    let recs = d.call_records(3);
     let room: Vec<&CallRecord> = recs.iter().filter(|r| r.callee == "9201").collect();
     assert_eq!(room.len(), 3, "{recs:?}");
     for r in room {
@@ -171,19 +149,31 @@ fn start_call_centre() -> Denwa {
     ))
 }
 
+/// The caller, the agent and the supervisor registered, and the caller in
+/// an answered call with the agent, audio flowing.
+fn agent_in_a_call(d: &Denwa) -> (Phone, Phone, Phone) {
+    let mut caller = Phone::start(d, CALLER, TONES[0], LEVEL, "manual");
+    let mut agent = Phone::start(d, AGENT, TONES[1], LEVEL, "auto");
+    let mut sup = Phone::start(d, SUPERVISOR, TONES[2], LEVEL, "manual");
+    for p in [&mut caller, &mut agent, &mut sup] {
+        p.wait_registered();
+    }
+    caller.dial(d, &AGENT.to_string());
+    caller.wait_event("CALL_ESTABLISHED");
+    agent.wait_event("CALL_ESTABLISHED");
+    agent.wait_received_secs(1);
+    (caller, agent, sup)
+}
+
 /// The supervisor calls `code` + the agent, listens for a phase, and hangs
 /// up; returns what the supervisor heard after settling, and the agent's
 /// dump positions when the supervisor came in and left.
-fn supervise(d: &Denwa, s: &mut Phone, agent: &Phone, code: &str) -> ([f64; 3], usize, usize) {
+fn supervise(d: &Denwa, s: &mut Phone, agent: &mut Phone, code: &str) -> ([f64; 3], usize, usize) {
     s.dial(d, &format!("{code}{AGENT}"));
     s.wait_event("CALL_ESTABLISHED");
-    let start = position(agent) + secs(SETTLE_SECS);
-    let heard_from = position(s) + secs(SETTLE_SECS);
-    wait_position(s, heard_from + secs(PHASE_SECS));
-    wait_position(agent, start + secs(PHASE_SECS));
-    s.command("hangup", "");
-    s.wait_event("CALL_CLOSED");
-    let end = position(agent);
+    let [start, heard_from] = mark_and_wait([agent, s]);
+    s.hang_up();
+    let end = agent.position();
     let all = s.take_received();
     let heard = shares(span(&all, heard_from, heard_from + secs(PHASE_SECS)));
     (heard, start, end)
@@ -192,32 +182,22 @@ fn supervise(d: &Denwa, s: &mut Phone, agent: &Phone, code: &str) -> ([f64; 3], 
 #[test]
 fn supervisor_monitors_then_whispers_to_the_agent() {
     let d = start_call_centre();
-    let mut caller = Phone::start(&d, CALLER, TONES[0], LEVEL, "manual");
-    let mut agent = Phone::start(&d, AGENT, TONES[1], LEVEL, "auto");
-    let mut sup = Phone::start(&d, SUPERVISOR, TONES[2], LEVEL, "manual");
-    for p in [&mut caller, &mut agent, &mut sup] {
-        p.wait_registered();
-    }
-    caller.dial(&d, &AGENT.to_string());
-    caller.wait_event("CALL_ESTABLISHED");
-    agent.wait_event("CALL_ESTABLISHED");
-    agent.wait_received_secs(1);
+    let (mut caller, mut agent, mut sup) = agent_in_a_call(&d);
 
-    let (monitor, m_start, m_end) = supervise(&d, &mut sup, &agent, "995");
+    let (monitor, m_start, m_end) = supervise(&d, &mut sup, &mut agent, "995");
     assert!(
         monitor[0] > HEARD && monitor[1] > HEARD,
         "monitoring, the supervisor hears both parties: {monitor:?}"
     );
     assert!(monitor[2] < NOT_HEARD, "{monitor:?}");
 
-    let (whisper, w_start, w_end) = supervise(&d, &mut sup, &agent, "994");
+    let (whisper, w_start, w_end) = supervise(&d, &mut sup, &mut agent, "994");
     assert!(
         whisper[0] > HEARD && whisper[1] > HEARD,
         "whispering, the supervisor still hears both parties: {whisper:?}"
     );
 
-    caller.command("hangup", "");
-    caller.wait_event("CALL_CLOSED");
+    caller.hang_up();
     agent.wait_event("CALL_CLOSED");
     let agent_heard = agent.received();
     let while_monitored = shares(span(&agent_heard, m_start, m_end));
@@ -236,7 +216,7 @@ fn supervisor_monitors_then_whispers_to_the_agent() {
         "the caller hears the agent and never the supervisor: {caller_heard:?}"
     );
 
-    let recs = call_records(&d, 3);
+    let recs = d.call_records(3);
     let supervised: Vec<(&str, Disposition)> = recs
         .iter()
         .filter(|r| r.caller == SUPERVISOR.to_string())
@@ -258,37 +238,14 @@ fn supervisor_monitors_then_whispers_to_the_agent() {
 #[test]
 fn barging_supervisor_is_heard_by_both_and_hung_up_with_the_call() {
     let d = start_call_centre();
-    let mut caller = Phone::start(&d, CALLER, TONES[0], LEVEL, "manual");
-    let mut agent = Phone::start(&d, AGENT, TONES[1], LEVEL, "auto");
-    let mut sup = Phone::start(&d, SUPERVISOR, TONES[2], LEVEL, "manual");
-    for p in [&mut caller, &mut agent, &mut sup] {
-        p.wait_registered();
-    }
-    caller.dial(&d, &AGENT.to_string());
-    caller.wait_event("CALL_ESTABLISHED");
-    agent.wait_event("CALL_ESTABLISHED");
-    agent.wait_received_secs(1);
+    let (mut caller, mut agent, mut sup) = agent_in_a_call(&d);
     sup.dial(&d, &format!("996{AGENT}"));
     sup.wait_event("CALL_ESTABLISHED");
-    let marks = [&caller, &agent, &sup].map(|p| position(p) + secs(SETTLE_SECS));
-    for (p, mark) in [&caller, &agent, &sup].into_iter().zip(marks) {
-        wait_position(p, mark + secs(PHASE_SECS));
-    }
+    let marks = mark_and_wait([&mut caller, &mut agent, &mut sup]);
     // One supervisor at a time.
-    let (ok, report) = caller_sipp(
-        &d,
-        "uac_refused.xml",
-        SECOND_SUPERVISOR,
-        &format!("995{AGENT}"),
-    )
-    .substitute("[expect]", "486")
-    .arg("-timeout")
-    .arg("30s")
-    .run_report(LIMIT);
-    assert!(ok, "a second supervisor on the call: {report}");
+    refused(&d, SECOND_SUPERVISOR, &format!("995{AGENT}"), "486");
 
-    caller.command("hangup", "");
-    caller.wait_event("CALL_CLOSED");
+    caller.hang_up();
     agent.wait_event("CALL_CLOSED");
     let closed = sup.wait_event("CALL_CLOSED");
     // baresip reports a BYE from the far end as "Connection reset by peer".
@@ -302,15 +259,9 @@ fn barging_supervisor_is_heard_by_both_and_hung_up_with_the_call() {
         .enumerate()
     {
         let heard = shares(span(&p.received(), mark, mark + secs(PHASE_SECS)));
-        for (j, share) in heard.iter().enumerate() {
-            if i == j {
-                assert!(*share < NOT_HEARD, "phone {i} hears itself: {heard:?}");
-            } else {
-                assert!(*share > HEARD, "phone {i} does not hear {j}: {heard:?}");
-            }
-        }
+        assert_hears_the_others(i, &heard);
     }
-    let recs = call_records(&d, 3);
+    let recs = d.call_records(3);
     let barge = recs
         .iter()
         .find(|r| r.caller == SUPERVISOR.to_string())
@@ -329,19 +280,11 @@ fn barging_supervisor_is_heard_by_both_and_hung_up_with_the_call() {
 #[test]
 fn supervision_is_refused_to_agents_for_idle_and_unknown_extensions() {
     let d = start_call_centre();
-    let refused = |from: u32, to: &str, code: &str| {
-        let (ok, report) = caller_sipp(&d, "uac_refused.xml", from, to)
-            .substitute("[expect]", code)
-            .arg("-timeout")
-            .arg("30s")
-            .run_report(LIMIT);
-        assert!(ok, "{from} dialling {to} expected {code}: {report}");
-    };
-    refused(OTHER_AGENT, &format!("995{AGENT}"), "403");
-    refused(OTHER_AGENT, &format!("994{AGENT}"), "403");
-    refused(SUPERVISOR, &format!("995{AGENT}"), "480");
-    refused(SUPERVISOR, "9957777", "404");
-    let recs = call_records(&d, 4);
+    refused(&d, OTHER_AGENT, &format!("995{AGENT}"), "403");
+    refused(&d, OTHER_AGENT, &format!("994{AGENT}"), "403");
+    refused(&d, SUPERVISOR, &format!("995{AGENT}"), "480");
+    refused(&d, SUPERVISOR, "9957777", "404");
+    let recs = d.call_records(4);
     let mut got: Vec<(String, String, Disposition, u16)> = recs
         .iter()
         .map(|r| {
@@ -394,7 +337,7 @@ fn room_call_takes_a_hold_reinvite_and_a_bye() {
         .arg("30s")
         .run_report(LIMIT);
     assert!(ok, "{report}");
-    let recs = call_records(&d, 1);
+    let recs = d.call_records(1);
     let r = &recs[0];
     assert_eq!(
         (r.callee.as_str(), r.disposition, r.hangup_side),

@@ -10,15 +10,11 @@
 
 mod common;
 
-use common::{
-    caller_sipp, extensions, free_port, password, register_lines, run_bounded, wait_exit,
-    wait_until, Denwa, Sipp,
-};
+use common::baresip::Phone;
+use common::{caller_sipp, extensions, run_bounded, wait_until, Denwa, Sipp, SippCallee};
 use denwa::store::cdr::{CallRecord, Disposition};
-use denwa::store::Reader;
 use std::path::{Path, PathBuf};
-use std::process::Child;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Bound on every SIPp run and every wait.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -93,21 +89,11 @@ fn digit_counter(d: &Denwa, source: &str) -> f64 {
     }
 }
 
-/// The call's one record in denwa's database (polled: the writer commits
-/// asynchronously).
+/// The call's one record in denwa's database.
 fn call_record(d: &Denwa) -> CallRecord {
-    let db = d.dir.path().join("data").join("denwa.sqlite");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let reader = Reader::open(&db).expect("database");
-        let mut recs = reader.recent_calls(2).expect("query");
-        if let Some(rec) = recs.pop() {
-            assert!(recs.is_empty(), "more than one call recorded");
-            return rec;
-        }
-        assert!(Instant::now() < deadline, "no call record written");
-        std::thread::sleep(Duration::from_millis(50)); // polling a condition, bounded
-    }
+    let mut recs = d.call_records(1);
+    assert_eq!(recs.len(), 1, "more than one call recorded: {recs:?}");
+    recs.remove(0)
 }
 
 /// Checks that `logged` is exactly `keys`, once each, in order, from
@@ -136,56 +122,8 @@ fn assert_digits(d: &Denwa, logged: &[Logged], keys: &[String], source: &str) {
 // SIPp peers
 
 /// A SIPp callee on its own port, registered at denwa as [`CALLEE`].
-struct Callee {
-    child: Option<Child>,
-    sipp: Sipp,
-}
-
-impl Callee {
-    fn start(d: &Denwa, scenario: &str) -> Callee {
-        let port = free_port();
-        let sipp = Sipp::uas(scenario, "127.0.0.1", port)
-            .arg("-mp")
-            .arg(&free_port().to_string())
-            .arg("-m")
-            .arg("1");
-        let child = sipp.spawn(LIMIT);
-        let (ok, report) = Sipp::new("register.xml", &d.sip_addr(), "127.0.0.1")
-            .users(&register_lines(CALLEE..=CALLEE, password))
-            .key("contact_port", &port.to_string())
-            .arg("-m")
-            .arg("1")
-            .run_report(LIMIT);
-        assert!(ok, "callee registration failed: {report}");
-        Callee {
-            child: Some(child),
-            sipp,
-        }
-    }
-
-    /// Wait (bounded) for the callee's scenario to end successfully.
-    fn finish(mut self) {
-        let mut child = self.child.take().expect("running");
-        let ended = wait_exit(&mut child, LIMIT);
-        let status = child.try_wait().ok().flatten();
-        assert!(
-            ended && status.is_some_and(|s| s.success()),
-            "callee scenario failed ({status:?}); errors:\n{}",
-            self.sipp.errors()
-        );
-    }
-}
-
-impl Drop for Callee {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            // SIGTERM to `timeout` is passed on to SIPp.
-            let _ = std::process::Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
-            let _ = c.wait();
-        }
-    }
+fn callee(d: &Denwa, scenario: &str) -> SippCallee {
+    SippCallee::start(d, scenario, CALLEE, &[], LIMIT)
 }
 
 /// A SIPp caller from [`CALLER`] to [`CALLEE`] with `scenario`.
@@ -195,10 +133,10 @@ fn caller(d: &Denwa, scenario: &str) -> Sipp {
         .arg("30s")
 }
 
-fn run_call(d: &Denwa, callee: Callee, caller: Sipp) {
+fn run_call(d: &Denwa, mut callee: SippCallee, caller: Sipp) {
     let (ok, report) = caller.run_report(LIMIT);
     assert!(ok, "{report}");
-    callee.finish();
+    callee.finish(LIMIT);
     assert_eq!(
         d.wait_metric("denwa_call_attempts_total{disposition=\"answered\"}", 1.0),
         1.0
@@ -214,7 +152,7 @@ fn sip_info_key_is_logged_once_and_relayed_to_the_callee() {
     let d = start_denwa();
     // The callee's scenario fails unless an INFO with the dtmf-relay body
     // for key 7 reaches it.
-    let callee = Callee::start(&d, "uas_info.xml");
+    let callee = callee(&d, "uas_info.xml");
     run_call(&d, callee, caller(&d, "uac_info.xml"));
     let logged = wait_digits(&d, 1);
     assert_digits(&d, &logged, &["7".to_owned()], "info");
@@ -288,7 +226,7 @@ fn rfc4733_events_replayed_by_sipp_are_logged_once_each() {
     let d = start_denwa();
     // The callee answers with PCMA and telephone-event 101 and echoes
     // nothing.
-    let callee = Callee::start(&d, "uas.xml");
+    let callee = callee(&d, "uas.xml");
     run_call(
         &d,
         callee,
@@ -453,7 +391,7 @@ fn stream_call(d: &Denwa, audio: &Path) -> usize {
     let len = std::fs::metadata(audio).expect("audio file").len() as usize;
     // Until the file has played, and a second longer.
     let hold_ms = len / BYTES_PER_MS + 1000;
-    let callee = Callee::start(d, "uas_pcmu.xml");
+    let callee = callee(d, "uas_pcmu.xml");
     run_call(
         d,
         callee,
@@ -514,212 +452,19 @@ fn speech_streamed_by_sipp_gives_no_digit() {
 // ---------------------------------------------------------------------------
 // RFC 4733 from baresip
 
-/// One baresip softphone registered at denwa, driven over its TCP control
-/// interface (netstrings carrying JSON); what it does is checked through
-/// denwa, so only command results are read, never its events.
-struct Baresip {
-    number: u32,
-    child: Option<Child>,
-    dir: tempfile::TempDir,
-    ctrl: std::net::TcpStream,
-    inbox: Vec<u8>,
-    token: u32,
-}
-
-impl Baresip {
-    /// `answermode` is `auto` (answers at once) or `manual`.
-    fn start(d: &Denwa, number: u32, answermode: &str) -> Baresip {
-        let dir = tempfile::tempdir().expect("temp dir");
-        // Its microphone: a tone longer than the call (baresip hangs up
-        // when the file ends).
-        let tone = dir.path().join("tone.wav");
-        sox(&[
-            "-D".into(),
-            "-n".into(),
-            "-r".into(),
-            "8000".into(),
-            "-c".into(),
-            "1".into(),
-            "-b".into(),
-            "16".into(),
-            tone.display().to_string(),
-            "synth".into(),
-            "60".into(),
-            "sine".into(),
-            "440".into(),
-            "vol".into(),
-            "0.3".into(),
-        ]);
-        // baresip also listens for SIP over TLS on the port after its own.
-        let sip_port = (0..100)
-            .map(|_| free_port())
-            .find(|&p| {
-                p < u16::MAX
-                    && std::net::UdpSocket::bind(("127.0.0.1", p + 1)).is_ok()
-                    && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok()
-            })
-            .expect("two consecutive free ports on 127.0.0.1");
-        let ctrl_port = free_port();
-        let rtp_min = 52000 + (ctrl_port % 1000) * 10;
-        let config = format!(
-            "poll_method epoll\n\
-             sip_listen 127.0.0.1:{sip_port}\n\
-             net_interface 127.0.0.1\n\
-             rtp_ports {rtp_min}-{}\n\
-             audio_source aufile,{}\n\
-             audio_player alsa,null\n\
-             audio_alert alsa,null\n\
-             module_path /usr/lib/baresip/modules\n\
-             module g711.so\n\
-             module alsa.so\n\
-             module aufile.so\n\
-             module_tmp uuid.so\n\
-             module_tmp account.so\n\
-             module_app menu.so\n\
-             module_app ctrl_tcp.so\n\
-             ctrl_tcp_listen 127.0.0.1:{ctrl_port}\n",
-            rtp_min + 9,
-            tone.display(),
-        );
-        std::fs::write(dir.path().join("config"), config).expect("baresip config");
-        // Debian 12's baresip answers MD5 digest challenges only.
-        let account = format!(
-            "<sip:{number}@{}>;auth_pass={};answermode={answermode};audio_codecs=PCMU;regint=600\n",
-            d.sip_addr(),
-            password(number)
-        );
-        std::fs::write(dir.path().join("accounts"), account).expect("baresip accounts");
-        let log = std::fs::File::create(dir.path().join("baresip.log")).expect("log file");
-        // `timeout` bounds the phone's life even if this test is killed.
-        let mut child = std::process::Command::new("timeout")
-            .args(["120", "baresip", "-f"])
-            .arg(dir.path())
-            .stdin(std::process::Stdio::null())
-            .stdout(log.try_clone().expect("log fd"))
-            .stderr(log)
-            .spawn()
-            .expect("start baresip");
-        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], ctrl_port));
-        let mut ctrl = None;
-        wait_until(Duration::from_secs(15), || {
-            ctrl = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).ok();
-            ctrl.is_some() || matches!(child.try_wait(), Ok(Some(_)))
-        });
-        let Some(ctrl) = ctrl else {
-            let _ = child.kill();
-            let _ = child.wait();
-            let log = std::fs::read_to_string(dir.path().join("baresip.log"));
-            panic!("baresip {number} never opened its control port: {log:?}");
-        };
-        ctrl.set_read_timeout(Some(Duration::from_millis(100)))
-            .expect("read timeout");
-        Baresip {
-            number,
-            child: Some(child),
-            dir,
-            ctrl,
-            inbox: Vec::new(),
-            token: 0,
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("baresip.log")).unwrap_or_default()
-    }
-
-    /// The next netstring from the control connection, or None at
-    /// `deadline`.
-    fn next_message(&mut self, deadline: Instant) -> Option<String> {
-        use std::io::Read;
-        loop {
-            if let Some(colon) = self.inbox.iter().position(|&b| b == b':') {
-                let len: usize = std::str::from_utf8(&self.inbox[..colon])
-                    .ok()
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or_else(|| panic!("bad netstring from baresip {}", self.number));
-                if self.inbox.len() > colon + 1 + len {
-                    let msg = String::from_utf8_lossy(&self.inbox[colon + 1..colon + 1 + len])
-                        .into_owned();
-                    self.inbox.drain(..colon + 2 + len);
-                    return Some(msg);
-                }
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            let mut chunk = [0u8; 4096];
-            match self.ctrl.read(&mut chunk) {
-                Ok(0) => panic!("baresip {} closed its control connection", self.number),
-                Ok(n) => self.inbox.extend_from_slice(&chunk[..n]),
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                    ) => {}
-                Err(e) => panic!("baresip {} control connection: {e}", self.number),
-            }
-        }
-    }
-
-    /// Runs a control command and waits (bounded) for its success.
-    fn command(&mut self, command: &str, params: &str) {
-        use std::io::Write;
-        assert!(!params.contains(['"', '\\']), "params need no escaping");
-        self.token += 1;
-        let token = format!("\"token\":\"k{}\"", self.token);
-        let json = format!("{{\"command\":\"{command}\",\"params\":\"{params}\",{token}}}");
-        self.ctrl
-            .write_all(format!("{}:{json},", json.len()).as_bytes())
-            .expect("send a command to baresip");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while let Some(msg) = self.next_message(deadline) {
-            // Responses carry the command's token; events do not.
-            if msg.contains(&token) {
-                assert!(
-                    msg.contains("\"ok\":true"),
-                    "baresip {}: {command} {params}: {msg}",
-                    self.number
-                );
-                return;
-            }
-        }
-        panic!("baresip {}: no answer to {command}", self.number)
-    }
-}
-
-impl Drop for Baresip {
-    fn drop(&mut self) {
-        use std::io::Write;
-        let quit = "{\"command\":\"quit\",\"params\":\"\",\"token\":\"quit\"}";
-        let _ = self
-            .ctrl
-            .write_all(format!("{}:{quit},", quit.len()).as_bytes());
-        if let Some(mut child) = self.child.take() {
-            if !wait_exit(&mut child, Duration::from_secs(3)) {
-                // `timeout` passes TERM on to baresip.
-                let _ = std::process::Command::new("kill")
-                    .args(["-TERM", &child.id().to_string()])
-                    .status();
-                if !wait_exit(&mut child, Duration::from_secs(3)) {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                }
-            }
-        }
-        if std::thread::panicking() {
-            eprintln!("---- baresip {} log ----\n{}", self.number, self.log());
-        }
-    }
-}
+/// What each baresip phone plays: one tone at a third of full scale, far
+/// from every DTMF frequency.
+const PHONE_HZ: f64 = 440.0;
+const PHONE_LEVEL: f64 = 0.3;
 
 #[test]
 fn rfc4733_keys_from_baresip_are_logged_once_each() {
     const KEYS: [&str; 3] = ["1", "5", "#"];
     let d = start_denwa();
-    let mut caller = Baresip::start(&d, CALLER, "manual");
-    let _callee = Baresip::start(&d, CALLEE, "auto");
+    let mut caller = Phone::start(&d, CALLER, PHONE_HZ, PHONE_LEVEL, "manual");
+    let _callee = Phone::start(&d, CALLEE, PHONE_HZ, PHONE_LEVEL, "auto");
     assert_eq!(d.wait_metric("denwa_registrations", 2.0), 2.0);
-    caller.command("dial", &format!("sip:{CALLEE}@{}", d.sip_addr()));
+    caller.dial(&d, &CALLEE.to_string());
     assert_eq!(d.wait_metric("denwa_calls_active", 1.0), 1.0);
     // Answered, and the caller's audio crosses denwa, before any key.
     assert!(
@@ -730,15 +475,14 @@ fn rfc4733_keys_from_baresip_are_logged_once_each() {
     );
     assert!(d.log().contains("call answered"));
     for (i, key) in KEYS.iter().enumerate() {
-        // `sndcode` presses the key and releases it.
-        caller.command("sndcode", key);
+        caller.press(key);
         assert!(
             wait_until(Duration::from_secs(10), || logged_digits(&d).len() > i),
             "key {key} not logged: {:#?}",
             logged_digits(&d)
         );
     }
-    caller.command("hangup", "");
+    caller.hang_up();
     assert_eq!(d.wait_metric("denwa_calls_active", 0.0), 0.0);
     // The call is over: whatever it logged is all it will log.
     let keys: Vec<String> = KEYS.iter().map(|k| k.to_string()).collect();

@@ -16,14 +16,11 @@
 mod common;
 
 use common::baresip::{tone_share, Phone, RATE};
-use common::{
-    caller_sipp, extensions, free_port, password, register_lines, wait_exit, wait_until, Denwa,
-    Sipp,
-};
+use common::{caller_sipp, extensions, wait_until, Background, Denwa, Sipp, SippCallee};
 use rusqlite::{Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Bound on every wait for a phone or for the store.
@@ -123,6 +120,38 @@ struct CallRow {
     callee_rtp_packets: Option<i64>,
     callee_rtp_lost: Option<i64>,
     callee_jitter_us: Option<i64>,
+}
+
+impl CallRow {
+    /// Each leg's name, RTP packets, packets lost and jitter (µs), all of
+    /// which must be recorded.
+    fn legs(&self) -> [(&'static str, i64, i64, i64); 2] {
+        [
+            (
+                "caller",
+                self.caller_rtp_packets,
+                self.caller_rtp_lost,
+                self.caller_jitter_us,
+            ),
+            (
+                "callee",
+                self.callee_rtp_packets,
+                self.callee_rtp_lost,
+                self.callee_jitter_us,
+            ),
+        ]
+        .map(|(side, packets, lost, jitter)| {
+            let get = |v: Option<i64>, what: &str| {
+                v.unwrap_or_else(|| panic!("no {side} {what}: {self:?}"))
+            };
+            (
+                side,
+                get(packets, "packets"),
+                get(lost, "loss"),
+                get(jitter, "jitter"),
+            )
+        })
+    }
 }
 
 /// Wait (bounded) for the call record of the only call.
@@ -269,24 +298,24 @@ fn wav_files(dir: &Path) -> Vec<PathBuf> {
 
 // ---------------------------------------------------------------- baresip
 
+/// denwa with `recording` (a `[recording]` table or "") and the two
+/// extensions.
+fn start_denwa(recording: &str) -> Denwa {
+    Denwa::start(&format!("{SETUP}{recording}{}", extensions(CALLER, CALLEE)))
+}
+
 /// denwa with `recording` (a `[recording]` table or ""), and the two
 /// softphones registered; the callee answers by itself.
 fn denwa_and_phones(recording: &str) -> (Denwa, Phone, Phone) {
-    let d = Denwa::start(&format!("{SETUP}{recording}{}", extensions(CALLER, CALLEE)));
+    let d = start_denwa(recording);
     let a = Phone::start(&d, CALLER, CALLER_HZ, TONE_LEVEL, "manual");
     let b = Phone::start(&d, CALLEE, CALLEE_HZ, TONE_LEVEL, "auto");
     assert_eq!(d.wait_metric("denwa_registrations", 2.0), 2.0);
     (d, a, b)
 }
 
-/// The caller dials the callee, both talk until the recording holds
-/// [`TALK_SECS`], then the caller hangs up. Returns the closed recording's
-/// row and the call record.
-fn talk_and_hang_up(d: &Denwa, a: &mut Phone, b: &mut Phone) -> (RecordingRow, CallRow) {
-    a.command("dial", &format!("sip:{CALLEE}@{}", d.sip_addr()));
-    a.wait_event("CALL_ESTABLISHED");
-    b.wait_event("CALL_ESTABLISHED");
-    let open = wait_recording(d, |s| s == "recording");
+/// Wait (bounded) until the open recording `open` holds [`TALK_SECS`].
+fn wait_recorded(d: &Denwa, open: &RecordingRow) {
     let file = data_dir(d).join(&open.path);
     let frame_bytes = if open.layout == "stereo" { 4 } else { 2 };
     let want = 44 + TALK_SECS * u64::from(RATE) * frame_bytes;
@@ -294,8 +323,17 @@ fn talk_and_hang_up(d: &Denwa, a: &mut Phone, b: &mut Phone) -> (RecordingRow, C
         std::fs::metadata(&file).is_ok_and(|m| m.len() >= want)
     });
     assert!(grown, "the recording did not reach {TALK_SECS} s: {open:?}");
-    a.command("hangup", "");
-    a.wait_event("CALL_CLOSED");
+}
+
+/// The caller dials the callee, both talk until the recording holds
+/// [`TALK_SECS`], then the caller hangs up. Returns the closed recording's
+/// row and the call record.
+fn talk_and_hang_up(d: &Denwa, a: &mut Phone, b: &mut Phone) -> (RecordingRow, CallRow) {
+    a.dial(d, &CALLEE.to_string());
+    a.wait_event("CALL_ESTABLISHED");
+    b.wait_event("CALL_ESTABLISHED");
+    wait_recorded(d, &wait_recording(d, |s| s == "recording"));
+    a.hang_up();
     b.wait_event("CALL_CLOSED");
     let call = wait_call_record(d);
     let closed = wait_recording(d, |s| s != "recording");
@@ -304,62 +342,10 @@ fn talk_and_hang_up(d: &Denwa, a: &mut Phone, b: &mut Phone) -> (RecordingRow, C
 
 // ---------------------------------------------------------------- SIPp
 
-/// A SIPp process in the background (under `timeout`), stopped with
-/// SIGTERM by PID when dropped.
-struct Background(Option<Child>);
-
-impl Background {
-    fn stop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
-            if !wait_exit(&mut c, Duration::from_secs(5)) {
-                let _ = c.kill();
-            }
-            let _ = c.wait();
-        }
-    }
-
-    /// Wait (bounded) for the process to end; true when it succeeded.
-    fn finish(&mut self) -> bool {
-        let Some(c) = self.0.as_mut() else {
-            return false;
-        };
-        if !wait_exit(c, LIMIT) {
-            return false;
-        }
-        let ok = c.try_wait().ok().flatten().is_some_and(|s| s.success());
-        self.0 = None;
-        ok
-    }
-}
-
-impl Drop for Background {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 /// A SIPp callee answering with PCMA and echoing the RTP it receives,
 /// registered at denwa as [`CALLEE`].
-fn sipp_callee(d: &Denwa) -> (Background, Sipp) {
-    let port = free_port();
-    let sipp = Sipp::uas("uas.xml", "127.0.0.1", port)
-        .arg("-mp")
-        .arg(&free_port().to_string())
-        .arg("-m")
-        .arg("1")
-        .arg("-rtp_echo");
-    let child = Background(Some(sipp.spawn(LIMIT)));
-    let (ok, report) = Sipp::new("register.xml", &d.sip_addr(), "127.0.0.1")
-        .users(&register_lines(CALLEE..=CALLEE, password))
-        .key("contact_port", &port.to_string())
-        .arg("-m")
-        .arg("1")
-        .run_report(LIMIT);
-    assert!(ok, "callee registration failed: {report}");
-    (child, sipp)
+fn sipp_callee(d: &Denwa) -> SippCallee {
+    SippCallee::start(d, "uas.xml", CALLEE, &["-rtp_echo"], LIMIT)
 }
 
 /// A SIPp caller that plays the PCMA recording for `hold_ms`, then hangs up.
@@ -371,8 +357,14 @@ fn sipp_caller(d: &Denwa, hold_ms: u64) -> Sipp {
         .arg("30s")
 }
 
-fn denwa_for_sipp(recording: &str) -> Denwa {
-    Denwa::start(&format!("{SETUP}{recording}{}", extensions(CALLER, CALLEE)))
+/// One whole SIPp call of `hold_ms` to the echoing callee; returns its
+/// call record.
+fn sipp_call(d: &Denwa, hold_ms: u64) -> CallRow {
+    let mut callee = sipp_callee(d);
+    let (ok, report) = sipp_caller(d, hold_ms).run_report(LIMIT);
+    assert!(ok, "{report}");
+    callee.finish(LIMIT);
+    wait_call_record(d)
 }
 
 /// The RTP packets in a pcap file (every captured packet in it is one).
@@ -393,6 +385,27 @@ fn pcap_packets(path: &str) -> i64 {
     n
 }
 
+/// The checks of a baresip call's closed recording: complete, in
+/// `layout`, linked to the answered call, the file as its row says, and as
+/// long as the call was answered. Returns the file's content.
+fn check_complete(d: &Denwa, row: &RecordingRow, call: &CallRow, layout: &str) -> Wav {
+    assert_eq!(
+        (row.state.as_str(), row.layout.as_str()),
+        ("complete", layout)
+    );
+    assert_eq!(call.disposition, "answered");
+    assert_eq!(row.call_id, call.call_id, "the recording names its call");
+    let channels = if layout == "stereo" { 2 } else { 1 };
+    let wav = check_file(d, row, channels);
+    assert!(
+        (row.duration_ms - call.talk_ms).abs() <= 300,
+        "recording {} ms for {} ms of talk",
+        row.duration_ms,
+        call.talk_ms
+    );
+    wav
+}
+
 // ---------------------------------------------------------------- tests
 
 /// The caller's tone on the left channel only, the callee's on the right
@@ -402,20 +415,7 @@ fn pcap_packets(path: &str) -> i64 {
 fn stereo_recording_holds_the_caller_left_and_the_callee_right() {
     let (d, mut a, mut b) = denwa_and_phones("[recording]\nlayout = \"stereo\"\n\n");
     let (row, call) = talk_and_hang_up(&d, &mut a, &mut b);
-
-    assert_eq!(
-        (row.state.as_str(), row.layout.as_str()),
-        ("complete", "stereo")
-    );
-    assert_eq!(call.disposition, "answered");
-    assert_eq!(row.call_id, call.call_id, "the recording names its call");
-    let wav = check_file(&d, &row, 2);
-    assert!(
-        (row.duration_ms - call.talk_ms).abs() <= 300,
-        "recording {} ms for {} ms of talk",
-        row.duration_ms,
-        call.talk_ms
-    );
+    let wav = check_complete(&d, &row, &call, "stereo");
 
     let (left, right) = (&wav.channels[0], &wav.channels[1]);
     let report = format!(
@@ -441,19 +441,7 @@ fn stereo_recording_holds_the_caller_left_and_the_callee_right() {
 fn mono_recording_mixes_both_tones_into_one_channel() {
     let (d, mut a, mut b) = denwa_and_phones("[recording]\nlayout = \"mono\"\n\n");
     let (row, call) = talk_and_hang_up(&d, &mut a, &mut b);
-
-    assert_eq!(
-        (row.state.as_str(), row.layout.as_str()),
-        ("complete", "mono")
-    );
-    assert_eq!(row.call_id, call.call_id);
-    let wav = check_file(&d, &row, 1);
-    assert!(
-        (row.duration_ms - call.talk_ms).abs() <= 300,
-        "recording {} ms for {} ms of talk",
-        row.duration_ms,
-        call.talk_ms
-    );
+    let wav = check_complete(&d, &row, &call, "mono");
     let mix = &wav.channels[0];
     let (caller, callee) = (tone_share(mix, CALLER_HZ), tone_share(mix, CALLEE_HZ));
     let report = format!(
@@ -479,29 +467,13 @@ fn baresip_call_record_carries_line_quality() {
     );
 
     let expected = 50.0 * call.talk_ms as f64 / 1000.0;
-    for (side, packets, lost, jitter) in [
-        (
-            "caller",
-            call.caller_rtp_packets,
-            call.caller_rtp_lost,
-            call.caller_jitter_us,
-        ),
-        (
-            "callee",
-            call.callee_rtp_packets,
-            call.callee_rtp_lost,
-            call.callee_jitter_us,
-        ),
-    ] {
-        let packets = packets.unwrap_or_else(|| panic!("no {side} packets: {call:?}"));
+    for (side, packets, lost, jitter) in call.legs() {
         assert!(
             (packets as f64 - expected).abs() <= expected * 0.2,
             "{side}: {packets} packets in {} ms of talk: {call:?}",
             call.talk_ms
         );
-        let lost = lost.unwrap_or_else(|| panic!("no {side} loss: {call:?}"));
         assert!(lost <= packets / 100, "{side}: {call:?}");
-        let jitter = jitter.unwrap_or_else(|| panic!("no {side} jitter: {call:?}"));
         assert!((0..MAX_JITTER_US).contains(&jitter), "{side}: {call:?}");
     }
 }
@@ -513,37 +485,16 @@ fn baresip_call_record_carries_line_quality() {
 #[test]
 fn sipp_call_record_counts_the_packets_sent() {
     let sent = pcap_packets(PCAP);
-    let d = denwa_for_sipp("");
-    let (mut callee, callee_sipp) = sipp_callee(&d);
+    let d = start_denwa("");
     // Longer than the capture (about 7 s), so all of it is played.
-    let (ok, report) = sipp_caller(&d, 7500).run_report(LIMIT);
-    assert!(ok, "{report}");
-    assert!(callee.finish(), "callee: {}", callee_sipp.errors());
-
-    let call = wait_call_record(&d);
+    let call = sipp_call(&d, 7500);
     assert_eq!(call.disposition, "answered");
-    for (side, packets, lost, jitter) in [
-        (
-            "caller",
-            call.caller_rtp_packets,
-            call.caller_rtp_lost,
-            call.caller_jitter_us,
-        ),
-        (
-            "callee",
-            call.callee_rtp_packets,
-            call.callee_rtp_lost,
-            call.callee_jitter_us,
-        ),
-    ] {
-        let packets = packets.unwrap_or_else(|| panic!("no {side} packets: {call:?}"));
+    for (side, packets, lost, jitter) in call.legs() {
         assert!(
             (packets - sent).abs() <= sent / 20,
             "{side}: {packets} packets, {sent} sent: {call:?}"
         );
-        let lost = lost.unwrap_or_else(|| panic!("no {side} loss: {call:?}"));
         assert!(lost <= sent / 100, "{side}: {call:?}");
-        let jitter = jitter.unwrap_or_else(|| panic!("no {side} jitter: {call:?}"));
         assert!((0..MAX_JITTER_US).contains(&jitter), "{side}: {call:?}");
     }
     assert_eq!(recordings(&d).len(), 1, "recorded by default");
@@ -553,14 +504,9 @@ fn sipp_call_record_counts_the_packets_sent() {
 /// but there is no recording row and no file.
 #[test]
 fn disabled_recording_writes_no_file_and_no_row() {
-    let d = denwa_for_sipp("[recording]\nenabled = false\n\n");
-    let (mut callee, callee_sipp) = sipp_callee(&d);
-    let (ok, report) = sipp_caller(&d, 2000).run_report(LIMIT);
-    assert!(ok, "{report}");
-    assert!(callee.finish(), "callee: {}", callee_sipp.errors());
-
+    let d = start_denwa("[recording]\nenabled = false\n\n");
     // The recording row would have been queued before the call record.
-    let call = wait_call_record(&d);
+    let call = sipp_call(&d, 2000);
     assert_eq!(call.disposition, "answered");
     assert!(call.talk_ms >= 1500, "{call:?}");
     assert!(
@@ -577,22 +523,18 @@ fn disabled_recording_writes_no_file_and_no_row() {
 /// the crash, and its row is closed `recovered`.
 #[test]
 fn recording_cut_by_a_crash_is_recovered_at_the_next_start() {
-    let mut d = denwa_for_sipp("");
-    let (mut callee, _callee_sipp) = sipp_callee(&d);
+    let mut d = start_denwa("");
+    let mut callee = sipp_callee(&d);
+    // Kept until the end: its directory holds the scenario SIPp reads.
     let caller_sipp = sipp_caller(&d, 20_000);
-    let mut caller = Background(Some(caller_sipp.spawn(LIMIT)));
+    let mut caller = Background::new(caller_sipp.spawn(LIMIT));
 
     let open = wait_recording(&d, |s| s == "recording");
-    let file = data_dir(&d).join(&open.path);
-    let want = 44 + TALK_SECS * u64::from(RATE) * 4;
-    let grown = wait_until(WAIT, || {
-        std::fs::metadata(&file).is_ok_and(|m| m.len() >= want)
-    });
-    assert!(grown, "the recording did not reach {TALK_SECS} s: {open:?}");
+    wait_recorded(&d, &open);
     let crashed_at_ms = now_ms();
     d.crash();
     caller.stop();
-    callee.stop();
+    callee.process.stop();
     d.restart();
 
     let row = wait_recording(&d, |s| s != "recording");

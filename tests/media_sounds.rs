@@ -19,20 +19,22 @@
 
 mod common;
 
+use common::baresip::{free_port_pair, tone_share, Phone, RATE, WAIT};
 use common::{extensions, free_port, password, run_bounded, wait_exit, wait_until, Denwa};
-use std::collections::VecDeque;
-use std::io::{ErrorKind, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::io::Write;
+use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const RATE: u32 = 8000;
 const LIMIT: Duration = Duration::from_secs(20);
 
 // ---------------------------------------------------------------------------
 // Sound files
 // ---------------------------------------------------------------------------
+
+/// Peak of every 16-bit tone made here (phones and music alike).
+const TONE_PEAK: f64 = 16000.0;
 
 /// A WAV file of `secs` of a `hz` sine written with hound in `spec`'s format.
 fn hound_wav(path: &Path, spec: hound::WavSpec, hz: f64, secs: f64) {
@@ -44,7 +46,7 @@ fn hound_wav(path: &Path, spec: hound::WavSpec, hz: f64, secs: f64) {
             match (spec.sample_format, spec.bits_per_sample) {
                 (hound::SampleFormat::Float, _) => w.write_sample(x as f32 * 0.5),
                 (_, 8) => w.write_sample((x * 60.0) as i8),
-                (_, 16) => w.write_sample((x * 16000.0) as i16),
+                (_, 16) => w.write_sample((x * TONE_PEAK) as i16),
                 (_, bits) => panic!("no {bits}-bit writer here"),
             }
             .expect("write sample");
@@ -90,57 +92,46 @@ fn wrong_files(dir: &Path) -> Vec<(PathBuf, String)> {
     let mut files = Vec::new();
     let mut add = |name: &str, problem: String| files.push((dir.join(name), problem));
 
-    sox_wav(
-        &dir.join("cd-rate.wav"),
-        &["-r", "44100", "-c", "1", "-b", "16"],
-    );
-    add(
-        "cd-rate.wav",
-        "sample rate 44100 Hz, expected 8000 Hz mono 16-bit PCM".into(),
-    );
-    hound_wav(
-        &dir.join("stereo.wav"),
-        spec(2, RATE, 16, false),
-        1000.0,
-        0.5,
-    );
-    add(
-        "stereo.wav",
-        "2 channels, expected 8000 Hz mono 16-bit PCM".into(),
-    );
-    hound_wav(
-        &dir.join("eight-bit.wav"),
-        spec(1, RATE, 8, false),
-        1000.0,
-        0.5,
-    );
-    add(
-        "eight-bit.wav",
-        "8-bit samples, expected 8000 Hz mono 16-bit PCM".into(),
-    );
-    hound_wav(&dir.join("float.wav"), spec(1, RATE, 32, true), 1000.0, 0.5);
-    add(
-        "float.wav",
-        "32-bit float samples, expected 8000 Hz mono 16-bit PCM".into(),
-    );
-    sox_wav(
-        &dir.join("mu-law.wav"),
-        &["-r", "8000", "-c", "1", "-e", "u-law"],
-    );
-    add(
-        "mu-law.wav",
-        "µ-law encoding, expected 8000 Hz mono 16-bit PCM".into(),
-    );
-    hound_wav(
-        &dir.join("all-wrong.wav"),
-        spec(2, 44100, 8, false),
-        1000.0,
-        0.5,
-    );
-    add(
-        "all-wrong.wav",
-        "sample rate 44100 Hz, 2 channels, 8-bit samples, expected 8000 Hz mono 16-bit PCM".into(),
-    );
+    for (name, args, problem) in [
+        (
+            "cd-rate.wav",
+            ["-r", "44100", "-c", "1", "-b", "16"],
+            "sample rate 44100 Hz, expected 8000 Hz mono 16-bit PCM",
+        ),
+        (
+            "mu-law.wav",
+            ["-r", "8000", "-c", "1", "-e", "u-law"],
+            "µ-law encoding, expected 8000 Hz mono 16-bit PCM",
+        ),
+    ] {
+        sox_wav(&dir.join(name), &args);
+        add(name, problem.into());
+    }
+    for (name, spec, problem) in [
+        (
+            "stereo.wav",
+            spec(2, RATE, 16, false),
+            "2 channels, expected 8000 Hz mono 16-bit PCM",
+        ),
+        (
+            "eight-bit.wav",
+            spec(1, RATE, 8, false),
+            "8-bit samples, expected 8000 Hz mono 16-bit PCM",
+        ),
+        (
+            "float.wav",
+            spec(1, RATE, 32, true),
+            "32-bit float samples, expected 8000 Hz mono 16-bit PCM",
+        ),
+        (
+            "all-wrong.wav",
+            spec(2, 44100, 8, false),
+            "sample rate 44100 Hz, 2 channels, 8-bit samples, expected 8000 Hz mono 16-bit PCM",
+        ),
+    ] {
+        hound_wav(&dir.join(name), spec, 1000.0, 0.5);
+        add(name, problem.into());
+    }
     std::fs::write(dir.join("text.wav"), "these are not samples\n").expect("text file");
     add("text.wav", "not a WAV file (no RIFF/WAVE header)".into());
     // A good file cut short: its data chunk says more than there is.
@@ -184,6 +175,27 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
+/// The line number of the `music_on_hold` key in a configuration.
+fn music_line(config: &str) -> usize {
+    config
+        .lines()
+        .position(|l| l.starts_with("music_on_hold"))
+        .expect("key")
+        + 1
+}
+
+/// The harness's configuration with `music_on_hold = place` put in its
+/// `[media]` table (the harness writes one without the key).
+fn with_music(config: &str, place: &Path) -> String {
+    let with_music = config.replacen(
+        "[media]\n",
+        &format!("[media]\nmusic_on_hold = \"{}\"\n", place.display()),
+        1,
+    );
+    assert_ne!(with_music, config, "no [media] table in:\n{config}");
+    with_music
+}
+
 /// A configuration whose `music_on_hold` is `place`; returns its path and
 /// the line of the key.
 fn moh_config(dir: &Path, place: &Path) -> (String, usize) {
@@ -193,11 +205,7 @@ fn moh_config(dir: &Path, place: &Path) -> (String, usize) {
          [[extensions]]\nnumber = \"1001\"\npassword = \"long-enough-1\"\n",
         place.display()
     );
-    let line = body
-        .lines()
-        .position(|l| l.starts_with("music_on_hold"))
-        .expect("key")
-        + 1;
+    let line = music_line(&body);
     let path = dir.join("denwa.toml");
     std::fs::write(&path, body).expect("write config");
     (path.display().to_string(), line)
@@ -297,11 +305,7 @@ fn run_refuses_to_start_with_a_wrong_music_file() {
          [[extensions]]\nnumber = \"1001\"\npassword = \"long-enough-1\"\n",
         file.display()
     );
-    let line = body
-        .lines()
-        .position(|l| l.starts_with("music_on_hold"))
-        .expect("key")
-        + 1;
+    let line = music_line(&body);
     let config = dir.path().join("denwa.toml");
     std::fs::write(&config, body).expect("write config");
     let out = denwa_cli(&["run", "--config", &config.display().to_string()]);
@@ -320,36 +324,20 @@ fn run_refuses_to_start_with_a_wrong_music_file() {
     assert!(UdpSocket::bind(("127.0.0.1", sip)).is_ok());
 }
 
-/// How many lines of denwa's log contain `needle`.
-fn log_count(d: &Denwa, needle: &str) -> usize {
-    d.log().lines().filter(|l| l.contains(needle)).count()
-}
-
 #[test]
 fn sighup_with_a_wrong_music_file_keeps_the_running_configuration() {
     let d = Denwa::start(&extensions(6001, 6001));
     let good = std::fs::read_to_string(&d.config).expect("config");
     let bad = d.dir.path().join("stereo.wav");
     hound_wav(&bad, spec(2, RATE, 16, false), 1000.0, 0.5);
-    // The harness writes `[media]` without music_on_hold: add it there.
-    let with_bad = good.replacen(
-        "[media]\n",
-        &format!("[media]\nmusic_on_hold = \"{}\"\n", bad.display()),
-        1,
-    );
-    assert_ne!(with_bad, good, "no [media] table in:\n{good}");
-    let line = with_bad
-        .lines()
-        .position(|l| l.starts_with("music_on_hold"))
-        .expect("key")
-        + 1;
+    let with_bad = with_music(&good, &bad);
+    let line = music_line(&with_bad);
     std::fs::write(&d.config, &with_bad).expect("write config");
     d.signal("HUP");
     assert!(
-        wait_until(Duration::from_secs(10), || log_count(
-            &d,
-            "configuration refused"
-        ) >= 1),
+        wait_until(Duration::from_secs(10), || d
+            .log_count("configuration refused")
+            >= 1),
         "the wrong music file was not refused:\n{}",
         d.log()
     );
@@ -365,7 +353,7 @@ fn sighup_with_a_wrong_music_file_keeps_the_running_configuration() {
         "the refusal does not say {want:?}:\n{}",
         d.log()
     );
-    assert_eq!(log_count(&d, "configuration reloaded"), 0);
+    assert_eq!(d.log_count("configuration reloaded"), 0);
     // Still serving on the old configuration.
     assert_eq!(d.http_get("/healthz"), Some((200, "ok".to_owned())));
 
@@ -373,22 +361,19 @@ fn sighup_with_a_wrong_music_file_keeps_the_running_configuration() {
     good_wav(&bad, 1000.0, 0.5);
     d.signal("HUP");
     assert!(
-        wait_until(Duration::from_secs(10), || log_count(
-            &d,
-            "configuration reloaded"
-        ) == 1),
+        wait_until(Duration::from_secs(10), || d
+            .log_count("configuration reloaded")
+            == 1),
         "the fixed music file was not accepted:\n{}",
         d.log()
     );
-    assert_eq!(log_count(&d, "configuration refused"), 1);
+    assert_eq!(d.log_count("configuration refused"), 1);
 }
 
 // ---------------------------------------------------------------------------
 // Music on hold between real phones
 // ---------------------------------------------------------------------------
 
-/// Bound on every wait for a phone.
-const WAIT: Duration = Duration::from_secs(15);
 /// The baresip of Debian 12 answers MD5 digest challenges only.
 const AUTH: &str = "[auth]\nalgorithms = [\"MD5\"]\n\n";
 const CALLER: u32 = 4101;
@@ -398,6 +383,9 @@ const CALLEE: u32 = 4102;
 const CALLER_HZ: f64 = 440.0;
 const CALLEE_HZ: f64 = 620.0;
 const MUSIC_HZ: [f64; 2] = [1000.0, 1400.0];
+/// Each baresip phone's tone, as a share of full scale: as loud as the
+/// music and the linphone phone's tone.
+const PHONE_LEVEL: f64 = TONE_PEAK / 32767.0;
 /// Length of each music file: the hold lasts long enough to loop.
 const MUSIC_SECS: f64 = 1.0;
 /// Seconds of the hold, and of talk before and after it.
@@ -406,21 +394,6 @@ const TALK_SECS: usize = 2;
 /// Samples in one 20 ms window (one RTP packet of G.711).
 const WINDOW: usize = (RATE / 50) as usize;
 const PACKETS_PER_SEC: usize = 50;
-
-/// A port `p` with `p` and `p + 1` both free for UDP and TCP.
-fn free_port_pair() -> u16 {
-    for _ in 0..100 {
-        let p = free_port();
-        let Some(next) = p.checked_add(1) else {
-            continue;
-        };
-        let addr = SocketAddr::from(([127, 0, 0, 1], next));
-        if UdpSocket::bind(addr).is_ok() && TcpListener::bind(addr).is_ok() {
-            return p;
-        }
-    }
-    panic!("no two consecutive free ports on 127.0.0.1");
-}
 
 /// An even port `p` with `p` and `p + 1` free: RTP and RTCP.
 fn free_even_port_pair() -> u16 {
@@ -447,393 +420,14 @@ fn music_dir(dir: &Path) -> PathBuf {
 fn start_denwa(music: &Path) -> Denwa {
     let sections = format!("{AUTH}{}", extensions(CALLER, CALLEE));
     let d = Denwa::start(&sections);
-    // The harness writes its own `[media]` table: put the key in it and
-    // start again, so the music is checked at start-up like in production.
+    // Put the key in the harness's configuration and start again, so the
+    // music is checked at start-up like in production.
     let config = std::fs::read_to_string(&d.config).expect("config");
-    let with_music = config.replacen(
-        "[media]\n",
-        &format!("[media]\nmusic_on_hold = \"{}\"\n", music.display()),
-        1,
-    );
-    assert_ne!(config, with_music, "no [media] table in:\n{config}");
     let mut d = d;
     d.stop();
-    std::fs::write(&d.config, with_music).expect("write config");
+    std::fs::write(&d.config, with_music(&config, music)).expect("write config");
     d.restart();
     d
-}
-
-// ----- baresip, driven over its TCP control interface ----------------------
-
-fn netstring(json: &str) -> Vec<u8> {
-    format!("{}:{json},", json.len()).into_bytes()
-}
-
-/// The string value of `"key":"..."` in one of baresip's JSON messages.
-fn json_str(msg: &str, key: &str) -> String {
-    let pat = format!("\"{key}\":\"");
-    let Some(start) = msg.find(&pat).map(|i| i + pat.len()) else {
-        return String::new();
-    };
-    let mut out = String::new();
-    let mut chars = msg[start..].chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '"' => break,
-            '\\' => match chars.next() {
-                Some('n') => out.push('\n'),
-                Some('t') => out.push('\t'),
-                Some(other) => out.push(other),
-                None => break,
-            },
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// A baresip softphone registered as extension `number`, sending a sine
-/// from a file. It answers by itself.
-struct Baresip {
-    number: u32,
-    child: Option<Child>,
-    dir: tempfile::TempDir,
-    ctrl: Option<TcpStream>,
-    buf: Vec<u8>,
-    events: VecDeque<String>,
-    token: u32,
-}
-
-impl Baresip {
-    fn start(d: &Denwa, number: u32, tone_hz: f64) -> Baresip {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let tone = dir.path().join("tone.wav");
-        // Longer than the call: baresip hangs up when its file ends.
-        good_wav(&tone, tone_hz, 60.0);
-        let sip_port = free_port_pair();
-        let ctrl_port = free_port();
-        let rtp_min = 50000 + (ctrl_port % 1000) * 10;
-        let config = format!(
-            "poll_method epoll\n\
-             sip_listen 127.0.0.1:{sip_port}\n\
-             net_interface 127.0.0.1\n\
-             rtp_ports {rtp_min}-{}\n\
-             audio_source aufile,{}\n\
-             audio_player alsa,null\n\
-             audio_alert alsa,null\n\
-             module_path /usr/lib/baresip/modules\n\
-             module g711.so\n\
-             module alsa.so\n\
-             module aufile.so\n\
-             module_tmp uuid.so\n\
-             module_tmp account.so\n\
-             module_app menu.so\n\
-             module_app ctrl_tcp.so\n\
-             ctrl_tcp_listen 127.0.0.1:{ctrl_port}\n",
-            rtp_min + 9,
-            tone.display(),
-        );
-        std::fs::write(dir.path().join("config"), config).expect("baresip config");
-        let account = format!(
-            "<sip:{number}@{}>;auth_pass={};answermode=auto;audio_codecs=PCMU;regint=600\n",
-            d.sip_addr(),
-            password(number)
-        );
-        std::fs::write(dir.path().join("accounts"), account).expect("baresip accounts");
-        let log = std::fs::File::create(dir.path().join("baresip.log")).expect("log file");
-        // `timeout` bounds the phone's life even if this test is killed.
-        let child = Command::new("timeout")
-            .args(["120", "baresip", "-f"])
-            .arg(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log.try_clone().expect("log fd")))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("start baresip");
-        let mut phone = Baresip {
-            number,
-            child: Some(child),
-            dir,
-            ctrl: None,
-            buf: Vec::new(),
-            events: VecDeque::new(),
-            token: 0,
-        };
-        phone.connect(ctrl_port);
-        phone
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("baresip.log")).unwrap_or_default()
-    }
-
-    fn fail(&self, what: &str) -> ! {
-        panic!(
-            "baresip {}: {what}\n---- baresip log ----\n{}",
-            self.number,
-            self.log()
-        )
-    }
-
-    fn check_running(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            if let Ok(Some(status)) = child.try_wait() {
-                self.child = None;
-                self.fail(&format!("baresip exited ({status})"));
-            }
-        }
-    }
-
-    fn connect(&mut self, port: u16) {
-        let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let deadline = Instant::now() + WAIT;
-        while Instant::now() < deadline {
-            self.check_running();
-            if let Ok(s) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) {
-                s.set_read_timeout(Some(Duration::from_millis(100)))
-                    .expect("read timeout");
-                self.ctrl = Some(s);
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50)); // polling a condition, bounded
-        }
-        self.fail("control port never opened");
-    }
-
-    /// The next message from the control connection, or None at `deadline`.
-    fn next_message(&mut self, deadline: Instant) -> Option<String> {
-        loop {
-            if let Some(colon) = self.buf.iter().position(|&b| b == b':') {
-                let Some(len) = std::str::from_utf8(&self.buf[..colon])
-                    .ok()
-                    .and_then(|s| s.parse::<usize>().ok())
-                else {
-                    self.fail(&format!(
-                        "bad netstring: {}",
-                        String::from_utf8_lossy(&self.buf)
-                    ))
-                };
-                let end = colon + 1 + len;
-                if self.buf.len() > end {
-                    let msg = String::from_utf8_lossy(&self.buf[colon + 1..end]).into_owned();
-                    self.buf.drain(..=end);
-                    return Some(msg);
-                }
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            self.check_running();
-            let mut chunk = [0u8; 8192];
-            let read = self.ctrl.as_mut().expect("connected").read(&mut chunk);
-            match read {
-                Ok(0) => self.fail("control connection closed"),
-                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-                Err(e) => self.fail(&format!("control connection: {e}")),
-            }
-        }
-    }
-
-    /// Run a control command; returns its output. Events that arrive
-    /// meanwhile are kept for [`Baresip::wait_event`].
-    fn command(&mut self, command: &str, params: &str) -> String {
-        assert!(!params.contains(['"', '\\']), "params need no escaping");
-        self.token += 1;
-        let token = format!("t{}", self.token);
-        let json =
-            format!("{{\"command\":\"{command}\",\"params\":\"{params}\",\"token\":\"{token}\"}}");
-        let sent = self
-            .ctrl
-            .as_mut()
-            .expect("connected")
-            .write_all(&netstring(&json));
-        if let Err(e) = sent {
-            self.fail(&format!("sending {command}: {e}"));
-        }
-        let deadline = Instant::now() + WAIT;
-        while let Some(msg) = self.next_message(deadline) {
-            if msg.contains("\"event\":true") {
-                self.events.push_back(msg);
-            } else if json_str(&msg, "token") == token {
-                if !msg.contains("\"ok\":true") {
-                    self.fail(&format!("{command} {params} failed: {msg}"));
-                }
-                return json_str(&msg, "data");
-            }
-        }
-        self.fail(&format!("no response to {command}"))
-    }
-
-    /// Wait (bounded) for an event of type `kind`.
-    fn wait_event(&mut self, kind: &str) -> String {
-        if let Some(i) = self.events.iter().position(|e| json_str(e, "type") == kind) {
-            return self.events.remove(i).expect("present");
-        }
-        let deadline = Instant::now() + WAIT;
-        while let Some(msg) = self.next_message(deadline) {
-            if json_str(&msg, "type") == kind {
-                return msg;
-            }
-            if msg.contains("\"event\":true") {
-                self.events.push_back(msg);
-            }
-        }
-        self.fail(&format!(
-            "no {kind} event; events so far: {:?}",
-            self.events
-        ))
-    }
-
-    /// Wait (bounded) until baresip says its registration is OK.
-    fn wait_registered(&mut self) {
-        let aor = format!("sip:{}@", self.number);
-        let deadline = Instant::now() + WAIT;
-        let mut info = String::new();
-        while Instant::now() < deadline {
-            info = self.command("reginfo", "");
-            // The state is coloured: look for the word, not a column.
-            if info.lines().any(|l| l.contains(&aor) && l.contains("OK")) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100)); // polling a condition, bounded
-        }
-        self.fail(&format!("not registered; reginfo:\n{info}"))
-    }
-
-    /// What baresip says about the RTP it has received in its call.
-    fn reception(&mut self) -> Reception {
-        let debug = self.command("audio_debug", "");
-        Reception::parse(&debug).unwrap_or_else(|| self.fail(&format!("audio_debug:\n{debug}")))
-    }
-
-    /// Wait (bounded) until the phone has received `packets` RTP packets.
-    fn wait_received(&mut self, packets: u64) -> Reception {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let rx = self.reception();
-            if rx.packets() >= packets {
-                return rx;
-            }
-            if Instant::now() > deadline {
-                self.fail(&format!("received {rx:?}, not {packets} packets"));
-            }
-            std::thread::sleep(Duration::from_millis(50)); // polling a condition, bounded
-        }
-    }
-
-    /// Quit baresip; TERM and then KILL it by PID if it lingers.
-    fn stop(&mut self) {
-        if let Some(ctrl) = self.ctrl.as_mut() {
-            let _ = ctrl.write_all(&netstring(
-                "{\"command\":\"quit\",\"params\":\"\",\"token\":\"quit\"}",
-            ));
-        }
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        if !wait_exit(&mut child, Duration::from_secs(3)) {
-            // `timeout` passes TERM on to baresip.
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            if !wait_exit(&mut child, Duration::from_secs(3)) {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-        }
-    }
-}
-
-impl Drop for Baresip {
-    fn drop(&mut self) {
-        self.stop();
-        if std::thread::panicking() {
-            eprintln!("---- baresip {} log ----\n{}", self.number, self.log());
-        }
-    }
-}
-
-/// One RTP source a phone received from, as baresip's RTCP session keeps
-/// it: the SSRC, the packets counted lost from the sequence numbers, and
-/// the packets received.
-#[derive(Debug, Clone, PartialEq)]
-struct Source {
-    ssrc: String,
-    lost: i64,
-    received: u64,
-}
-
-/// baresip's `audio_debug`: one entry per SSRC heard, the frames it threw
-/// away for their timestamps, and the span of RTP timestamps received.
-#[derive(Debug, Clone)]
-struct Reception {
-    sources: Vec<Source>,
-    discarded: u64,
-    rx_secs: f64,
-}
-
-impl Reception {
-    fn parse(debug: &str) -> Option<Reception> {
-        let field = |line: &str, key: &str| -> Option<String> {
-            let at = line.find(key)? + key.len();
-            Some(
-                line[at..]
-                    .split(|c: char| c.is_whitespace() || c == ',')
-                    .next()?
-                    .to_owned(),
-            )
-        };
-        let mut sources = Vec::new();
-        let mut lines = debug.lines();
-        let mut discarded = None;
-        let mut rx_secs = None;
-        let mut in_rx = false;
-        while let Some(line) = lines.next() {
-            let t = line.trim();
-            if t.starts_with("rx:") {
-                in_rx = true;
-            } else if t.starts_with("tx:") || t.starts_with("audio ") {
-                in_rx = false;
-            }
-            if let Some(n) = t.strip_prefix("n_discard:") {
-                discarded = n.trim().parse().ok();
-            }
-            if in_rx && t.starts_with("time = ") {
-                // "(not started)" before the first packet.
-                rx_secs = Some(
-                    field(t, "time = ")
-                        .and_then(|v| v.parse().ok())
-                        .unwrap_or(0.0),
-                );
-            }
-            if t.starts_with("member ") {
-                let ssrc = t
-                    .strip_prefix("member ")?
-                    .split(':')
-                    .next()?
-                    .trim()
-                    .to_owned();
-                let lost = field(t, "lost=")?.parse().ok()?;
-                let next = lines.next()?;
-                let received = field(next, "rcvd=")?.parse().ok()?;
-                sources.push(Source {
-                    ssrc,
-                    lost,
-                    received,
-                });
-            }
-        }
-        Some(Reception {
-            sources,
-            discarded: discarded?,
-            rx_secs: rx_secs?,
-        })
-    }
-
-    fn packets(&self) -> u64 {
-        self.sources.iter().map(|s| s.received).sum()
-    }
 }
 
 // ----- linphone (linphonec), recording what it receives --------------------
@@ -1049,26 +643,6 @@ impl Drop for Linphone {
 
 // ----- what a recording holds ----------------------------------------------
 
-/// Goertzel power of `hz` in `w`, relative to the window's energy: near 1
-/// for a pure sine at `hz`, near 0 for other frequencies or silence.
-fn tone_share(w: &[i16], hz: f64) -> f64 {
-    let k = 2.0 * (2.0 * std::f64::consts::PI * hz / f64::from(RATE)).cos();
-    let (mut s1, mut s2) = (0.0f64, 0.0f64);
-    let mut energy = 0.0f64;
-    for &x in w {
-        let x = f64::from(x);
-        let s0 = x + k * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-        energy += x * x;
-    }
-    if energy < 1.0 {
-        return 0.0;
-    }
-    let power = s1 * s1 + s2 * s2 - k * s1 * s2;
-    2.0 * power / (w.len() as f64 * energy)
-}
-
 /// A 20 ms window's content: silence, one of the tones, or something else.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Heard {
@@ -1154,13 +728,13 @@ fn hold_and_resume(music: &Path, caller_holds: bool) -> HoldRecording {
     };
     let holder_hz = if caller_holds { CALLER_HZ } else { CALLEE_HZ };
     let held_hz = if caller_holds { CALLEE_HZ } else { CALLER_HZ };
-    let mut holder = Baresip::start(&d, holder_number, holder_hz);
+    let mut holder = Phone::start(&d, holder_number, holder_hz, PHONE_LEVEL, "auto");
     let mut held = Linphone::start(&d, held_number, held_hz);
     holder.wait_registered();
     held.wait_registered();
     assert_eq!(d.wait_metric("denwa_registrations", 2.0), 2.0);
     if caller_holds {
-        holder.command("dial", &format!("sip:{CALLEE}@{}", d.sip_addr()));
+        holder.dial(&d, &CALLEE.to_string());
     } else {
         held.send(&format!("call sip:{CALLEE}@{}", d.sip_addr()));
     }
@@ -1168,17 +742,16 @@ fn hold_and_resume(music: &Path, caller_holds: bool) -> HoldRecording {
     held.wait_received(TALK_SECS * RATE as usize);
 
     let held_at = held.received_samples();
-    holder.command("hold", "");
+    holder.hold();
     held.wait_received(held_at + HOLD_SECS * RATE as usize);
     let resumed_at = held.received_samples();
-    holder.command("resume", "");
+    holder.resume();
     held.wait_received(resumed_at + TALK_SECS * RATE as usize);
-    holder.command("hangup", "");
-    holder.wait_event("CALL_CLOSED");
+    holder.hang_up();
 
     let held_leg = if caller_holds { "B" } else { "A" };
     assert_eq!(
-        log_count(&d, &format!("on hold: music on hold held={held_leg}")),
+        d.log_count(&format!("on hold: music on hold held={held_leg}")),
         1,
         "{}",
         d.log()
@@ -1323,29 +896,28 @@ fn without_music_the_held_phone_hears_silence() {
 fn held_phone_sees_one_rtp_stream_through_hold_and_resume() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let d = start_denwa(&music_dir(tmp.path()));
-    let mut a = Baresip::start(&d, CALLER, CALLER_HZ);
-    let mut b = Baresip::start(&d, CALLEE, CALLEE_HZ);
+    let mut a = Phone::start(&d, CALLER, CALLER_HZ, PHONE_LEVEL, "auto");
+    let mut b = Phone::start(&d, CALLEE, CALLEE_HZ, PHONE_LEVEL, "auto");
     a.wait_registered();
     b.wait_registered();
     assert_eq!(d.wait_metric("denwa_registrations", 2.0), 2.0);
-    a.command("dial", &format!("sip:{CALLEE}@{}", d.sip_addr()));
+    a.dial(&d, &CALLEE.to_string());
     a.wait_event("CALL_ESTABLISHED");
     b.wait_event("CALL_ESTABLISHED");
     let started = Instant::now();
     let per_sec = PACKETS_PER_SEC as u64;
-    let talk = b.wait_received(TALK_SECS as u64 * per_sec);
+    let talk = b.wait_packets(TALK_SECS as u64 * per_sec);
 
-    a.command("hold", "");
-    let held = b.wait_received(talk.packets() + HOLD_SECS as u64 * per_sec);
-    a.command("resume", "");
-    b.wait_received(held.packets() + TALK_SECS as u64 * per_sec);
+    a.hold();
+    let held = b.wait_packets(talk.packets() + HOLD_SECS as u64 * per_sec);
+    a.resume();
+    b.wait_packets(held.packets() + TALK_SECS as u64 * per_sec);
     let rx = b.reception();
     let elapsed = started.elapsed().as_secs_f64();
-    a.command("hangup", "");
-    a.wait_event("CALL_CLOSED");
+    a.hang_up();
     b.wait_event("CALL_CLOSED");
     assert_eq!(
-        log_count(&d, "on hold: music on hold held=B"),
+        d.log_count("on hold: music on hold held=B"),
         1,
         "{}",
         d.log()

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{free_port, password, wait_exit, Denwa};
+use super::{free_port, password, terminate, wait_exit, Denwa};
 
 /// Bound on every wait for a phone.
 pub const WAIT: Duration = Duration::from_secs(15);
@@ -54,6 +54,8 @@ pub fn json_str(msg: &str, key: &str) -> String {
             '"' => break,
             '\\' => match chars.next() {
                 Some('n') => out.push('\n'),
+                Some('t') => out.push('\t'),
+                Some('r') => out.push('\r'),
                 Some('u') => {
                     let hex: String = chars.by_ref().take(4).collect();
                     if let Some(c) = u32::from_str_radix(&hex, 16).ok().and_then(char::from_u32) {
@@ -396,6 +398,52 @@ impl Phone {
         self.command("dial", &format!("sip:{number}@{}", d.sip_addr()));
     }
 
+    /// Press `key` and release it (`sndcode`): an RFC 4733 telephone-event
+    /// in the current call.
+    pub fn press(&mut self, key: &str) {
+        self.command("sndcode", key);
+    }
+
+    /// Put the other party of the current call on hold (a re-INVITE with
+    /// a=sendonly).
+    pub fn hold(&mut self) {
+        self.command("hold", "");
+    }
+
+    /// Take the other party of the current call off hold.
+    pub fn resume(&mut self) {
+        self.command("resume", "");
+    }
+
+    /// Hang up the current call and wait (bounded) until it is closed.
+    pub fn hang_up(&mut self) {
+        self.command("hangup", "");
+        self.wait_event("CALL_CLOSED");
+    }
+
+    /// What the phone says (`audio_debug`) about the RTP it has received in
+    /// its current call.
+    pub fn reception(&mut self) -> Reception {
+        let debug = self.command("audio_debug", "");
+        Reception::parse(&debug).unwrap_or_else(|| self.fail(&format!("audio_debug:\n{debug}")))
+    }
+
+    /// Wait (bounded) until the phone has received `packets` RTP packets in
+    /// its current call; returns what it says then.
+    pub fn wait_packets(&mut self, packets: u64) -> Reception {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let rx = self.reception();
+            if rx.packets() >= packets {
+                return rx;
+            }
+            if Instant::now() > deadline {
+                self.fail(&format!("received {rx:?}, not {packets} packets"));
+            }
+            std::thread::sleep(Duration::from_millis(50)); // polling a condition, bounded
+        }
+    }
+
     /// The dump of the audio this phone received in its (only) call.
     pub fn received_path(&self) -> Option<PathBuf> {
         let entries = std::fs::read_dir(self.dir.path().join("snd")).ok()?;
@@ -407,23 +455,32 @@ impl Phone {
         found.pop()
     }
 
-    /// Wait (bounded) until the phone has received `secs` of audio in its
-    /// current call.
-    pub fn wait_received_secs(&mut self, secs: usize) {
-        let want = (44 + secs * RATE as usize * 2) as u64;
+    /// Samples the phone has received so far in its current call (the dump
+    /// grows as audio arrives).
+    pub fn position(&self) -> usize {
+        self.received_path()
+            .and_then(|path| std::fs::metadata(path).ok())
+            .map_or(0, |m| (m.len().saturating_sub(44) / 2) as usize)
+    }
+
+    /// Wait (bounded) until the phone's dump of its current call holds
+    /// `samples`.
+    pub fn wait_position(&mut self, samples: usize) {
         let deadline = Instant::now() + WAIT;
         while Instant::now() < deadline {
             self.check_running();
-            let len = self
-                .received_path()
-                .and_then(|p| std::fs::metadata(p).ok())
-                .map_or(0, |m| m.len());
-            if len >= want {
+            if self.position() >= samples {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50)); // polling a condition, bounded
         }
-        self.fail(&format!("did not receive {secs} s of audio"))
+        self.fail(&format!("{} of {samples} samples", self.position()))
+    }
+
+    /// Wait (bounded) until the phone has received `secs` of audio in its
+    /// current call.
+    pub fn wait_received_secs(&mut self, secs: usize) {
+        self.wait_position(secs * RATE as usize);
     }
 
     /// The samples this phone received, once the call is over and the dump
@@ -460,14 +517,7 @@ impl Phone {
             return;
         };
         if !wait_exit(&mut child, Duration::from_secs(3)) {
-            // `timeout` passes TERM on to baresip.
-            let _ = Command::new("kill")
-                .args(["-TERM", &child.id().to_string()])
-                .status();
-            if !wait_exit(&mut child, Duration::from_secs(3)) {
-                let _ = child.kill();
-                let _ = child.wait();
-            }
+            terminate(&mut child, Duration::from_secs(3));
         }
     }
 }
@@ -478,5 +528,89 @@ impl Drop for Phone {
         if std::thread::panicking() {
             eprintln!("---- baresip {} log ----\n{}", self.number, self.log());
         }
+    }
+}
+
+/// One RTP source a phone received from, as baresip's RTCP session keeps
+/// it: the SSRC, the packets counted lost from the sequence numbers, and
+/// the packets received.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Source {
+    pub ssrc: String,
+    pub lost: i64,
+    pub received: u64,
+}
+
+/// baresip's `audio_debug`: one entry per SSRC heard, the frames it threw
+/// away for their timestamps, and the span of RTP timestamps received.
+#[derive(Debug, Clone)]
+pub struct Reception {
+    pub sources: Vec<Source>,
+    pub discarded: u64,
+    pub rx_secs: f64,
+}
+
+impl Reception {
+    /// None when `debug` lacks a part this needs.
+    pub fn parse(debug: &str) -> Option<Reception> {
+        let field = |line: &str, key: &str| -> Option<String> {
+            let at = line.find(key)? + key.len();
+            Some(
+                line[at..]
+                    .split(|c: char| c.is_whitespace() || c == ',')
+                    .next()?
+                    .to_owned(),
+            )
+        };
+        let mut sources = Vec::new();
+        let mut lines = debug.lines();
+        let mut discarded = None;
+        let mut rx_secs = None;
+        let mut in_rx = false;
+        while let Some(line) = lines.next() {
+            let t = line.trim();
+            if t.starts_with("rx:") {
+                in_rx = true;
+            } else if t.starts_with("tx:") || t.starts_with("audio ") {
+                in_rx = false;
+            }
+            if let Some(n) = t.strip_prefix("n_discard:") {
+                discarded = n.trim().parse().ok();
+            }
+            if in_rx && t.starts_with("time = ") {
+                // "(not started)" before the first packet.
+                rx_secs = Some(
+                    field(t, "time = ")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0.0),
+                );
+            }
+            if t.starts_with("member ") {
+                let ssrc = t
+                    .strip_prefix("member ")?
+                    .split(':')
+                    .next()?
+                    .trim()
+                    .to_owned();
+                let lost = field(t, "lost=")?.parse().ok()?;
+                let next = lines.next()?;
+                let received = field(next, "rcvd=")?.parse().ok()?;
+                sources.push(Source {
+                    ssrc,
+                    lost,
+                    received,
+                });
+            }
+        }
+        Some(Reception {
+            sources,
+            discarded: discarded?,
+            rx_secs: rx_secs?,
+        })
+    }
+
+    /// Packets received from all sources.
+    pub fn packets(&self) -> u64 {
+        self.sources.iter().map(|s| s.received).sum()
     }
 }

@@ -226,6 +226,31 @@ impl Denwa {
         assert!(self.child.is_none(), "stop or crash first");
         self.spawn();
     }
+
+    /// How many lines of the log contain `needle`.
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.log().lines().filter(|l| l.contains(needle)).count()
+    }
+
+    /// The call records written so far, newest first, once there are at
+    /// least `n` (polled: the writer commits asynchronously).
+    pub fn call_records(&self, n: usize) -> Vec<denwa::store::cdr::CallRecord> {
+        let db = self.dir.path().join("data").join("denwa.sqlite");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let reader = denwa::store::Reader::open(&db).expect("database");
+            let recs = reader.recent_calls(n + 5).expect("query");
+            if recs.len() >= n {
+                return recs;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} call records, not {n}",
+                recs.len()
+            );
+            std::thread::sleep(Duration::from_millis(50)); // polling a condition, bounded
+        }
+    }
 }
 
 impl Drop for Denwa {
@@ -368,6 +393,87 @@ impl Sipp {
     }
 }
 
+/// A process started here under `timeout`, stopped with SIGTERM by PID
+/// (which `timeout` passes on) when dropped.
+pub struct Background(Option<Child>);
+
+impl Background {
+    pub fn new(child: Child) -> Background {
+        Background(Some(child))
+    }
+
+    /// SIGTERM, then SIGKILL if it lingers; waits for it.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            terminate(&mut c, Duration::from_secs(5));
+        }
+    }
+
+    /// Wait (bounded) for the process to end; true when it succeeded.
+    pub fn finish(&mut self, limit: Duration) -> bool {
+        let Some(c) = self.0.as_mut() else {
+            return false;
+        };
+        if !wait_exit(c, limit) {
+            return false;
+        }
+        let ok = c.try_wait().ok().flatten().is_some_and(|s| s.success());
+        self.0 = None;
+        ok
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A SIPp callee for one call: `scenario` (with `extra` arguments) on its
+/// own port in the background, registered at denwa as `number`.
+pub struct SippCallee {
+    pub process: Background,
+    pub sipp: Sipp,
+}
+
+impl SippCallee {
+    pub fn start(
+        d: &Denwa,
+        scenario: &str,
+        number: u32,
+        extra: &[&str],
+        limit: Duration,
+    ) -> SippCallee {
+        let port = free_port();
+        let mut sipp = Sipp::uas(scenario, "127.0.0.1", port)
+            .arg("-mp")
+            .arg(&free_port().to_string())
+            .arg("-m")
+            .arg("1");
+        for a in extra {
+            sipp = sipp.arg(a);
+        }
+        let process = Background::new(sipp.spawn(limit));
+        let (ok, report) = Sipp::new("register.xml", &d.sip_addr(), "127.0.0.1")
+            .users(&register_lines(number..=number, password))
+            .key("contact_port", &port.to_string())
+            .arg("-m")
+            .arg("1")
+            .run_report(limit);
+        assert!(ok, "callee registration failed: {report}");
+        SippCallee { process, sipp }
+    }
+
+    /// Wait (bounded) for the scenario to end; panics unless it succeeded.
+    pub fn finish(&mut self, limit: Duration) {
+        assert!(
+            self.process.finish(limit),
+            "callee scenario failed; errors:\n{}",
+            self.sipp.errors()
+        );
+    }
+}
+
 /// Injection lines for the register scenario: user;[authentication ...].
 pub fn register_lines(
     users: impl Iterator<Item = u32>,
@@ -434,6 +540,18 @@ pub fn caller_sipp(d: &Denwa, scenario: &str, from: u32, to: &str) -> Sipp {
         .arg(&free_port().to_string())
         .arg("-m")
         .arg("1")
+}
+
+/// SIGTERM to `child` by PID (`timeout` passes it on to what it runs),
+/// SIGKILL if it is still there after `grace`; then reap it.
+pub fn terminate(child: &mut Child, grace: Duration) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    if !wait_exit(child, grace) {
+        let _ = child.kill();
+    }
+    let _ = child.wait();
 }
 
 /// Wait (bounded) for a child process to exit; true when it did.

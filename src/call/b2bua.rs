@@ -23,8 +23,7 @@ use crate::sip::dialog::Dialog;
 use crate::sip::message::{self, response_for, tag_of};
 use crate::sip::transaction::TransactionKey;
 use crate::sip::Peer;
-use crate::store::cdr::{CallRecord, Direction, Disposition, LineStats, Side};
-use crate::store::WriteOp;
+use crate::store::cdr::{CallRecord, Direction, Disposition, Side};
 
 /// How long a finished call waits for the other forks' final answers
 /// (64*T1, the INVITE client transaction's lifetime).
@@ -1042,22 +1041,7 @@ impl Call {
             let report = relay.stop().await;
             debug!(stats = ?report.stats, "media relay stopped");
             for (i, q) in report.quality.iter().enumerate() {
-                if q.packets_received > 0 {
-                    info!(
-                        side = if i == 0 { "caller" } else { "callee" },
-                        packets = q.packets_received,
-                        lost = q.packets_lost,
-                        jitter_ms = q.jitter_ms_avg,
-                        reported_loss_percent = ?q.remote_reported_loss_percent,
-                        reported_jitter_ms = ?q.remote_reported_jitter_ms,
-                        "line quality"
-                    );
-                    lines[i] = Some(LineStats {
-                        rtp_packets: q.packets_received,
-                        rtp_lost: q.packets_lost,
-                        jitter_us: (f64::from(q.jitter_ms_avg) * 1000.0) as u64,
-                    });
-                }
+                lines[i] = super::line_stats(if i == 0 { "caller" } else { "callee" }, q);
             }
             if let Some(rec) = report.recording {
                 info!(recording = %rec.id, "call recording closed");
@@ -1082,18 +1066,8 @@ impl Call {
             callee_line: lines[1],
         }
         .with_derived_durations();
-        info!(
-            disposition = rec.disposition.as_str(),
-            status = rec.sip_status,
-            "call ended"
-        );
-        self.ctx.metrics.call_ended(rec.disposition);
-        if let Err(e) = self.ctx.store.submit(WriteOp::RecordCall(rec)) {
-            warn!(error = %e, "call record not stored");
-        }
-        self.send(CallCommand::Ended {
-            call_ids: vec![self.s.a_call_id.clone(), self.s.b_call_id.clone()],
-        });
+        let call_ids = vec![self.s.a_call_id.clone(), self.s.b_call_id.clone()];
+        super::record_call_end(&self.ctx, rec, call_ids);
     }
 }
 

@@ -18,6 +18,8 @@ use tracing::Instrument;
 use crate::registrar::location::Binding;
 use crate::sip::transaction::TransactionKey;
 use crate::sip::Peer;
+use crate::store::cdr::{CallRecord, LineStats};
+use crate::store::WriteOp;
 
 mod b2bua;
 pub mod context;
@@ -84,6 +86,43 @@ pub struct CallSetup {
 }
 
 /// Start the actor for a new call.
+/// What denwa received from one side's phone, for the call record (and
+/// the log), when the phone sent anything.
+fn line_stats(side: &str, q: &crate::media::rtcp::LineQuality) -> Option<LineStats> {
+    if q.packets_received == 0 {
+        return None;
+    }
+    tracing::info!(
+        side,
+        packets = q.packets_received,
+        lost = q.packets_lost,
+        jitter_ms = q.jitter_ms_avg,
+        reported_loss_percent = ?q.remote_reported_loss_percent,
+        reported_jitter_ms = ?q.remote_reported_jitter_ms,
+        "line quality"
+    );
+    Some(LineStats {
+        rtp_packets: q.packets_received,
+        rtp_lost: q.packets_lost,
+        jitter_us: (f64::from(q.jitter_ms_avg) * 1000.0) as u64,
+    })
+}
+
+/// The end of every call: log, count, store the record (never waiting),
+/// and tell the core its Call-IDs are free.
+fn record_call_end(ctx: &CallContext, rec: CallRecord, call_ids: Vec<String>) {
+    tracing::info!(
+        disposition = rec.disposition.as_str(),
+        status = rec.sip_status,
+        "call ended"
+    );
+    ctx.metrics.call_ended(rec.disposition);
+    if let Err(e) = ctx.store.submit(WriteOp::RecordCall(rec)) {
+        tracing::warn!(error = %e, "call record not stored");
+    }
+    let _ = ctx.commands.send(context::CallCommand::Ended { call_ids });
+}
+
 pub fn spawn(setup: CallSetup, events: EventReceiver, ctx: CallContext) {
     let span = tracing::info_span!("call", call_id = %setup.a_call_id);
     tokio::spawn(b2bua::run(setup, events, ctx).instrument(span));

@@ -26,14 +26,12 @@ use super::{new_branch, new_tag, CallEvent, CallSetup, EventReceiver};
 use crate::media::g711::Codec;
 use crate::media::mixer::{Frame, FRAME_SAMPLES};
 use crate::media::relay::{MediaEndpoint, MemberHandle, SupervisorHandle, TapMode, TapPoint};
-use crate::media::rtcp::LineQuality;
 use crate::media::sdp;
 use crate::media::tones::{ToneGenerator, ToneSpec};
 use crate::sip::dialog::Dialog;
 use crate::sip::message::{self, response_for, tag_of};
 use crate::sip::transaction::TransactionKey;
-use crate::store::cdr::{CallRecord, Direction, Disposition, LineStats, Side};
-use crate::store::WriteOp;
+use crate::store::cdr::{CallRecord, Direction, Disposition, Side};
 
 mod answer;
 
@@ -521,32 +519,15 @@ impl ServiceCall {
             ring_ms: 0,
             talk_ms: 0,
             caller_ip: Some(self.s.a_peer.remote.ip().to_string()),
-            caller_line: quality.as_ref().and_then(line_stats),
+            caller_line: quality
+                .as_ref()
+                .and_then(|q| super::line_stats("caller", q)),
             callee_line: None,
         }
         .with_derived_durations();
-        info!(
-            disposition = rec.disposition.as_str(),
-            status = rec.sip_status,
-            "call ended"
-        );
-        self.ctx.metrics.call_ended(rec.disposition);
-        if let Err(e) = self.ctx.store.submit(WriteOp::RecordCall(rec)) {
-            warn!(error = %e, "call record not stored");
-        }
-        self.send(CallCommand::Ended {
-            call_ids: vec![self.s.a_call_id.clone(), self.s.b_call_id.clone()],
-        });
+        let call_ids = vec![self.s.a_call_id.clone(), self.s.b_call_id.clone()];
+        super::record_call_end(&self.ctx, rec, call_ids);
     }
-}
-
-/// What denwa received from the phone, when it sent anything.
-fn line_stats(q: &LineQuality) -> Option<LineStats> {
-    (q.packets_received > 0).then(|| LineStats {
-        rtp_packets: q.packets_received,
-        rtp_lost: q.packets_lost,
-        jitter_us: (f64::from(q.jitter_ms_avg) * 1000.0) as u64,
-    })
 }
 
 #[cfg(test)]

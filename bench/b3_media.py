@@ -727,8 +727,10 @@ def report(args, results, pre, post):
         "(bench/sipp/uas_media.xml with -rtp_echo): 100 packets/s through the relay per call",
         "- rtpengine: userspace forwarding (--table=-1) behind Kamailio "
         "(bench/kamailio.cfg with WITH_RTPENGINE: rtpengine_offer/answer/delete)",
-        f"- per step: calls ramp up at 100/s (at least 5 s); {args.settle} s later (call set-up "
-        f"finished, its SIP transactions expired: 64·T1 = 32 s) a {args.window} s window "
+        f"- per step: calls ramp up at 100/s (at least 5 s); {args.settle} s later"
+        + (" (call set-up finished, its SIP transactions expired: 64·T1 = 32 s)"
+           if args.settle >= 33 else "")
+        + f" a {args.window} s window "
         "with every call up: relay CPU (utime + stime from /proc) over packets forwarded in "
         "the window (denwa: its live counters; rtpengine: its packets-per-second readings); "
         "memory: PSS of the relay process with every call up, less its PSS when idle "

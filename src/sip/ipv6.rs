@@ -70,9 +70,22 @@ pub fn masked_addr(host: &str) -> Option<Ipv6Addr> {
     }
 }
 
+/// Restore every masked host of a serialised head in place (it is left as
+/// it is unless it contains a masked host and is UTF-8).
+pub(super) fn unmask_in_place(head: &mut Vec<u8>) {
+    if memchr::memmem::find(head, PREFIX.as_bytes()).is_none() {
+        return;
+    }
+    let restored = match std::str::from_utf8(head).map(unmask) {
+        Ok(Cow::Owned(restored)) => restored,
+        _ => return,
+    };
+    *head = restored.into_bytes();
+}
+
 /// Restore every masked host of `text` to its bracketed IPv6 literal.
 pub fn unmask(text: &str) -> Cow<'_, str> {
-    if !text.contains(PREFIX) {
+    if memchr::memmem::find(text.as_bytes(), PREFIX.as_bytes()).is_none() {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len());

@@ -80,7 +80,7 @@ def main():
         )
         if warm["ok"] != args.users:
             sys.exit(f"warm-up registered {warm['ok']} of {args.users}:\n" + server.proc.tail())
-        time.sleep(1)  # a measurement boundary: let the warm-up's store writes land
+        time.sleep(4 if slow else 1)  # a measurement boundary: let the warm-up's store writes land
         pid = denwa_pid(server.proc)
         perf = None
         if slow:
@@ -94,6 +94,7 @@ def main():
             )
             time.sleep(1)  # perf needs a moment to attach
         c0, t0 = server.proc.cpu_seconds(), server.proc.threads()
+        m0 = server.proc.pss_mib()
         res = bench.run_sipp(
             target, scenario, lines, rate, args.count, os.path.join(out, "measured"),
             ["-l", str(max(200, rate)), *keys], args.count / rate * 4 + 60,
@@ -101,6 +102,7 @@ def main():
         time.sleep(1)  # let queued store writes land inside the window
         cpu = server.proc.cpu_seconds() - c0
         threads = bench.thread_delta(t0, server.proc.threads())
+        m1 = server.proc.pss_mib()
         ir = None
         if slow:
             subprocess.run(["callgrind_control", "-d", str(pid)], check=True,
@@ -120,6 +122,7 @@ def main():
     print(f"registrations: {ok} of {args.count} at {rate}/s, retransmissions {res['retrans']}")
     if ok:
         print(f"CPU: {cpu:.2f} s, {cpu / ok * 1e6:.1f} µs/registration ({threads})")
+        print(f"memory: {m0:.0f} MiB before, {m1:.0f} MiB after, {(m1 - m0) * 1024 / ok:.2f} KiB/registration")
         if ir is not None:
             print(f"instructions: {ir}, {ir / ok:.0f} per registration")
     print(f"files: {out}")

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use rsip::prelude::*;
 use rsip::{Header, Request, Response};
 
-use crate::sip::message::{call_id, finish, response_for, tag_of};
+use crate::sip::message::{call_id, finish, method_name, response_for, tag_of, uri_of, user_of};
 pub use digest::{challenge_headers, verify, Algorithm, Credentials, DigestError};
 pub use lockout::{Lockout, LockoutConfig};
 pub use nonce::{NonceIssuer, NonceStatus};
@@ -252,16 +252,15 @@ impl Authenticator {
         lookup: impl Fn(&str) -> Option<String>,
         now_unix_ms: u64,
     ) -> Verdict {
-        let values: Vec<&str> = req
+        let mut values = req
             .headers
             .iter()
             .filter_map(|h| kind.credentials_value(h))
-            .collect();
-        if values.is_empty() {
+            .peekable();
+        if values.peek().is_none() {
             return Verdict::NoCredentials;
         }
         let Some(creds) = values
-            .iter()
             .filter_map(|v| Credentials::parse(v).ok())
             .find(|c| c.realm == self.config.realm)
         else {
@@ -275,7 +274,7 @@ impl Authenticator {
         let known = password.is_some();
         let right = verify(
             &creds,
-            req.method.to_string().as_str(),
+            method_name(&req.method),
             password.as_deref().unwrap_or(DUMMY_PASSWORD),
         );
         if !(right & known) {
@@ -283,14 +282,14 @@ impl Authenticator {
         }
         match self.issuer.check(&creds.nonce, now_unix_ms) {
             NonceStatus::Valid if self.fresh_count(&creds, now_unix_ms) => {
-                Verdict::Verified(creds.username)
+                Verdict::Verified(creds.username.into_owned())
             }
             _ => Verdict::StaleButRight,
         }
     }
 
     /// False when a qop=auth nonce-count was already used with this nonce.
-    fn fresh_count(&mut self, creds: &Credentials, now_unix_ms: u64) -> bool {
+    fn fresh_count(&mut self, creds: &Credentials<'_>, now_unix_ms: u64) -> bool {
         match (creds.qop, creds.nonce_count()) {
             (None, _) => true,
             (Some(_), None) => false,
@@ -362,8 +361,8 @@ impl Authenticator {
 
 /// The user part of the To URI (the address of record of a REGISTER).
 fn to_user(req: &Request) -> Option<String> {
-    let to = req.to_header().ok()?.typed().ok()?;
-    to.uri.user().map(str::to_owned)
+    let to = req.to_header().ok()?;
+    user_of(uri_of(to.value())).map(str::to_owned)
 }
 
 #[cfg(test)]
@@ -429,14 +428,16 @@ mod tests {
             realm: "pbx.example".into(),
             nonce: nonce.into(),
             uri: "sip:pbx.example".into(),
-            response: String::new(),
+            response: "".into(),
             algorithm: alg,
             cnonce: Some("0a4f113b".into()),
             qop: Some(digest::Qop::Auth),
-            nc: Some(format!("{nc:08x}")),
+            nc: Some(format!("{nc:08x}").into()),
             opaque: None,
         };
-        c.response = digest::expected_response(&c, method, password).unwrap_or_default();
+        c.response = digest::expected_response(&c, method, password)
+            .unwrap_or_default()
+            .into();
         format!(
             "Digest username=\"{}\", realm=\"pbx.example\", nonce=\"{}\", uri=\"sip:pbx.example\", \
              response=\"{}\", algorithm={}, cnonce=\"0a4f113b\", qop=auth, nc={:08x}",

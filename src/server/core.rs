@@ -141,8 +141,10 @@ impl Core {
         let now_unix = unix_ms() / 1000;
         let gone = self.registrar.purge_expired(now_unix);
         if !gone.is_empty() {
+            // The store's expiries may lag: purge only what is gone for sure.
+            let cutoff = crate::registrar::stored_expiry_cutoff(now_unix);
             let _ = self.store.submit(store::WriteOp::PurgeExpiredBindings {
-                now_unix: now_unix as i64,
+                now_unix: i64::try_from(cutoff).unwrap_or(i64::MAX),
             });
         }
         self.ctx

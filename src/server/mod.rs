@@ -95,7 +95,9 @@ pub async fn run(source: ConfigSource, config: Config) -> anyhow::Result<()> {
     let mut registrar = Registrar::new(config.registrar);
     let restored = {
         let reader = store.reader()?;
-        reader.load_bindings(unix_now() as i64)?
+        // Stored expiries may lag the real ones (see registrar::storage).
+        let cutoff = crate::registrar::stored_expiry_cutoff(unix_now());
+        reader.load_bindings(i64::try_from(cutoff).unwrap_or(i64::MAX))?
     };
     let count = restored.len();
     for b in restored {

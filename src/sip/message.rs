@@ -25,30 +25,39 @@ use super::wire;
 /// To, Call-ID and CSeq (RFC 3261 §8.2.6.2). When `to_tag` is given and the
 /// request's To has no tag yet, the tag is added.
 pub fn response_for(req: &Request, code: u16, to_tag: Option<&str>) -> Response {
-    let mut headers = Headers::default();
+    let mut headers = Vec::with_capacity(10);
     for h in req.headers.iter() {
         match h {
             Header::Via(_) | Header::From(_) | Header::CallId(_) | Header::CSeq(_) => {
                 headers.push(h.clone())
             }
-            Header::To(to) => {
-                let has_tag = to.value().to_ascii_lowercase().contains(";tag=");
-                match (to_tag, has_tag) {
-                    (Some(tag), false) => headers.push(Header::To(rsip::headers::To::new(
-                        format!("{};tag={}", to.value(), tag),
-                    ))),
-                    _ => headers.push(h.clone()),
+            Header::To(to) => match to_tag {
+                Some(tag) if !contains_ignoring_case(to.value(), ";tag=") => {
+                    let mut value = String::with_capacity(to.value().len() + tag.len() + 5);
+                    value.push_str(to.value());
+                    value.push_str(";tag=");
+                    value.push_str(tag);
+                    headers.push(Header::To(rsip::headers::To::new(value)));
                 }
-            }
+                _ => headers.push(h.clone()),
+            },
             _ => {}
         }
     }
     Response {
         status_code: StatusCode::from(code),
         version: rsip::Version::V2,
-        headers,
+        headers: headers.into(),
         body: Vec::new(),
     }
+}
+
+/// Whether `haystack` contains `needle`, ASCII case ignored.
+fn contains_ignoring_case(haystack: &str, needle: &str) -> bool {
+    haystack
+        .as_bytes()
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
 }
 
 /// Append a header and keep `Content-Length` last and correct: call after
@@ -56,10 +65,23 @@ pub fn response_for(req: &Request, code: u16, to_tag: Option<&str>) -> Response 
 pub fn finish(mut headers: Headers, body_len: usize, user_agent: &str) -> Headers {
     headers.retain(|h| !matches!(h, Header::ContentLength(_)));
     headers.push(Header::Server(rsip::headers::Server::new(user_agent)));
-    headers.push(Header::ContentLength(rsip::headers::ContentLength::from(
-        body_len as u32,
+    let mut length = String::with_capacity(8);
+    push_decimal(&mut length, body_len as u64);
+    headers.push(Header::ContentLength(rsip::headers::ContentLength::new(
+        length,
     )));
     headers
+}
+
+/// Append the decimal digits of `n` to a string.
+pub fn push_decimal(out: &mut String, n: u64) {
+    let mut buf = [0u8; 20];
+    out.push_str(wire::decimal(n, &mut buf));
+}
+
+/// The token of a method as written on the wire (`REGISTER`).
+pub fn method_name(method: &rsip::Method) -> &'static str {
+    wire::method_name(method)
 }
 
 /// Serialise a message for the wire. The body is copied byte for byte
@@ -144,6 +166,38 @@ pub fn param_of<'a>(value: &'a str, name: &str) -> Option<&'a str> {
         let (k, v) = p.split_once('=').unwrap_or((p, ""));
         k.trim().eq_ignore_ascii_case(name).then_some(v.trim())
     })
+}
+
+/// The URI of a From, To or Contact value: inside `<...>` (a `<` inside the
+/// quoted display name does not count), else everything before the first
+/// `;` (RFC 3261 §20.10: without brackets, parameters belong to the header).
+pub fn uri_of(value: &str) -> &str {
+    let (mut quoted, mut escaped) = (false, false);
+    for (i, b) in value.bytes().enumerate() {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            b'<' if !quoted => {
+                let inner = value.get(i + 1..).unwrap_or_default();
+                return inner.split('>').next().unwrap_or(inner).trim();
+            }
+            _ => {}
+        }
+    }
+    value.split(';').next().unwrap_or(value).trim()
+}
+
+/// The user part of a SIP URI (`sip:1001:pw@pbx.example` → `1001`); `None`
+/// without a `sip`/`sips` scheme or a user.
+pub fn user_of(uri: &str) -> Option<&str> {
+    let (scheme, rest) = uri.split_once(':')?;
+    if !(scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips")) {
+        return None;
+    }
+    let (userinfo, _) = rest.split_once('@')?;
+    let user = userinfo.split(':').next().unwrap_or(userinfo);
+    (!user.is_empty()).then_some(user)
 }
 
 /// Call-ID of a message, if present.
@@ -524,6 +578,30 @@ mod tests {
                 "{}",
                 String::from_utf8_lossy(&bytes)
             );
+        }
+    }
+
+    #[test]
+    fn uris_and_users_of_name_addrs() {
+        for (value, uri, user) in [
+            (
+                "<sip:1001@pbx.example>;tag=x",
+                "sip:1001@pbx.example",
+                Some("1001"),
+            ),
+            (
+                "\"A <b>\" <sips:a.b@h;transport=tcp>",
+                "sips:a.b@h;transport=tcp",
+                Some("a.b"),
+            ),
+            ("sip:1001:pw@h;tag=1", "sip:1001:pw@h", Some("1001")),
+            ("<sip:pbx.example>", "sip:pbx.example", None),
+            ("<tel:+123@x>", "tel:+123@x", None),
+            ("<sip:@h>", "sip:@h", None),
+            ("", "", None),
+        ] {
+            assert_eq!(uri_of(value), uri, "{value}");
+            assert_eq!(user_of(uri_of(value)), user, "{value}");
         }
     }
 

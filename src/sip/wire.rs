@@ -122,21 +122,27 @@ fn version_text(version: &rsip::Version) -> &'static str {
     }
 }
 
-/// Append the decimal digits of `n`.
-pub(super) fn push_decimal(out: &mut Vec<u8>, n: u64) {
-    let mut digits = [0u8; 20];
-    let mut len = 0;
+/// The decimal digits of `n`, written into `buf`.
+pub(super) fn decimal(n: u64, buf: &mut [u8; 20]) -> &str {
+    let mut start = buf.len();
     let mut rest = n;
-    for slot in digits.iter_mut().rev() {
+    for slot in buf.iter_mut().rev() {
         // The remainder is below 10: the cast cannot truncate.
         *slot = b'0' + (rest % 10) as u8;
-        len += 1;
+        start -= 1;
         rest /= 10;
         if rest == 0 {
             break;
         }
     }
-    out.extend_from_slice(digits.get(digits.len() - len..).unwrap_or_default());
+    // Only ASCII digits were written.
+    std::str::from_utf8(buf.get(start..).unwrap_or_default()).unwrap_or("0")
+}
+
+/// Append the decimal digits of `n`.
+pub(super) fn push_decimal(out: &mut Vec<u8>, n: u64) {
+    let mut buf = [0u8; 20];
+    out.extend_from_slice(decimal(n, &mut buf).as_bytes());
 }
 
 /// Bytes of the head lines once written, to size the buffer in one go.

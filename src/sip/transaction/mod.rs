@@ -17,7 +17,9 @@
 //! Memory stays bounded because every transaction ends on a timer, with one
 //! exception the TU must honour: an INVITE server transaction lives until
 //! the TU sends its final response (a non-INVITE one is dropped 64·T1 after
-//! arrival if the TU never answers).
+//! arrival if the TU never answers). A completed non-INVITE server
+//! transaction, the bulk of what a registrar under load holds, is kept as
+//! its key and response bytes alone ([`completed`]).
 //!
 //! Responses are sent to the peer the request came from (for UDP its source
 //! address and port), whether or not the top Via asked for `rport`: this
@@ -34,6 +36,8 @@ use super::message::{call_id, cseq, tag_of, to_bytes};
 use super::{Peer, Transmit};
 
 mod client;
+mod completed;
+mod key;
 mod server;
 mod shards;
 #[cfg(test)]
@@ -41,9 +45,12 @@ mod tests;
 mod timers;
 
 use client::ClientTransaction;
+use completed::Completed;
+pub use key::TransactionKey;
+use key::{KeyHash, Side};
 use server::{AckMatch, ServerTransaction};
 use shards::ShardedMap;
-use timers::{TimerSlot, Timers};
+use timers::{deadline, TimerSlot, Timers};
 
 /// The branch prefix of RFC 3261-compliant clients (§8.1.1.7).
 pub const MAGIC_COOKIE: &str = "z9hG4bK";
@@ -58,56 +65,6 @@ pub struct TimerConfig {
     pub t2: Duration,
     /// Maximum duration a message remains in the network; 5 s by default.
     pub t4: Duration,
-}
-
-/// Which side of a transaction a key names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-enum Side {
-    Client,
-    Server,
-}
-
-/// Identifies one transaction (RFC 3261 §17.1.3 for clients: branch + CSeq
-/// method; §17.2.3 for servers: branch + sent-by + method, with ACK folded
-/// onto INVITE). For server requests whose branch lacks the magic cookie
-/// (RFC 2543 peers) the branch is replaced by Call-ID, CSeq number, From tag
-/// and the whole top Via, so an INVITE, its retransmissions, its non-2xx ACK
-/// and its CANCEL still find each other.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TransactionKey {
-    side: Side,
-    branch: String,
-    sent_by: String,
-    method: String,
-}
-
-impl TransactionKey {
-    /// The branch (or the RFC 2543 substitute) this key was built from.
-    pub fn branch(&self) -> &str {
-        &self.branch
-    }
-
-    /// The method of the transaction (`INVITE` for the ACK of a non-2xx).
-    pub fn method(&self) -> &str {
-        &self.method
-    }
-
-    /// True for a server transaction key, false for a client one.
-    pub fn is_server(&self) -> bool {
-        self.side == Side::Server
-    }
-
-    fn is_invite(&self) -> bool {
-        self.method == "INVITE"
-    }
-
-    /// The same transaction identity for another method (CANCEL → INVITE).
-    fn with_method(&self, method: &Method) -> Self {
-        TransactionKey {
-            method: method.to_string(),
-            ..self.clone()
-        }
-    }
 }
 
 /// What the layer reports to the transaction user.
@@ -166,6 +123,9 @@ enum Next {
     Keep,
     /// The transaction reached Terminated: remove it and its timers.
     Terminate,
+    /// A non-INVITE server transaction sent its final response: keep only
+    /// that response for this long (Timer J), then forget it.
+    Complete(Duration),
 }
 
 /// Everything transactions write to: the output queues and the timers.
@@ -185,8 +145,10 @@ impl Context {
 /// The transaction layer: see the module documentation.
 pub struct TransactionLayer {
     ctx: Context,
-    clients: HashMap<TransactionKey, ClientTransaction>,
-    servers: ShardedMap<TransactionKey, ServerTransaction>,
+    clients: HashMap<TransactionKey, ClientTransaction, KeyHash>,
+    servers: ShardedMap<TransactionKey, ServerTransaction, KeyHash>,
+    /// Completed non-INVITE server transactions, and the guards of live ones.
+    completed: Completed,
     /// Server INVITE transactions in Accepted, by what their 2xx's ACK carries.
     accepted: ShardedMap<AckMatch, TransactionKey>,
 }
@@ -208,8 +170,9 @@ impl TransactionLayer {
                 transmits: VecDeque::new(),
                 events: VecDeque::new(),
             },
-            clients: HashMap::new(),
+            clients: HashMap::default(),
             servers: ShardedMap::default(),
+            completed: Completed::default(),
             accepted: ShardedMap::default(),
         }
     }
@@ -229,6 +192,11 @@ impl TransactionLayer {
         while let Some((key, slot)) = self.ctx.timers.pop_expired(now) {
             self.on_timer(key, slot, now);
         }
+        while let Some(due) = self.completed.pop_expired(now) {
+            if let Some((at, key)) = due {
+                self.on_guard(&key, at);
+            }
+        }
     }
 
     /// Start a client transaction. The request must already carry its top
@@ -240,11 +208,11 @@ impl TransactionLayer {
             self.send_stateless(SipMessage::Request(req), to);
             return key;
         }
-        if key.branch.is_empty() {
+        if key.branch().is_empty() {
             tracing::warn!(method = %req.method, "request sent without a Via branch");
         }
         if self.clients.contains_key(&key) {
-            tracing::warn!(branch = %key.branch, "branch reused: replacing the old client transaction");
+            tracing::warn!(branch = %key.branch(), "branch reused: replacing the old client transaction");
             self.remove_client(&key);
         }
         let tx = ClientTransaction::start(key.clone(), req, to, now, &mut self.ctx);
@@ -259,16 +227,29 @@ impl TransactionLayer {
         resp: Response,
         now: Instant,
     ) -> Result<(), TransactionError> {
-        let tx = self
-            .servers
-            .get_mut(key)
-            .ok_or(TransactionError::UnknownTransaction)?;
+        let Some(tx) = self.servers.get_mut(key) else {
+            return Err(match self.completed.response(key) {
+                Some(_) => TransactionError::FinalAlreadySent,
+                None => TransactionError::UnknownTransaction,
+            });
+        };
         let next = tx.send_response(resp, now, &mut self.ctx)?;
         if let Some(m) = tx.accepted_ack_match() {
             self.accepted.insert(m.clone(), key.clone());
         }
-        if next == Next::Terminate {
-            self.remove_server(key);
+        match next {
+            Next::Keep => {}
+            Next::Terminate => self.remove_server(key),
+            Next::Complete(wait) => {
+                let response = self
+                    .servers
+                    .remove(key)
+                    .map(ServerTransaction::into_response);
+                if let (Some(response), false) = (response, wait.is_zero()) {
+                    let until = deadline(now, wait);
+                    self.completed.insert(key.clone(), response, until);
+                }
+            }
         }
         Ok(())
     }
@@ -289,12 +270,18 @@ impl TransactionLayer {
 
     /// The earliest instant at which `handle_timeout` has work to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.ctx.timers.next_deadline()
+        match (
+            self.ctx.timers.next_deadline(),
+            self.completed.next_deadline(),
+        ) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
-    /// Live transactions, client and server.
+    /// Transactions kept, client and server (completed ones included).
     pub fn len(&self) -> usize {
-        self.clients.len() + self.servers.len()
+        self.clients.len() + self.servers.len() + self.completed.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -310,12 +297,21 @@ impl TransactionLayer {
             tx.on_retransmission(from, &mut self.ctx);
             return;
         }
+        if let Some(response) = self.completed.response(&key) {
+            // RFC 3261 §17.2.2: a retransmission in Completed gets the final
+            // response again, sent to where this copy came from.
+            self.ctx.transmit(from, response.to_vec());
+            return;
+        }
         let cancels = (req.method == Method::Cancel)
-            .then(|| key.with_method(&Method::Invite))
+            .then(|| key.with_method(Method::Invite))
             .filter(|invite| self.servers.contains_key(invite));
         let mut request = req;
         stamp_received(&mut request.headers, from.remote);
         let tx = ServerTransaction::start(key.clone(), &request, from, now, &mut self.ctx);
+        if let Some(guard) = tx.guard() {
+            self.completed.guard(key.clone(), guard);
+        }
         self.servers.insert(key.clone(), tx);
         self.ctx.events.push_back(TransactionEvent::Request {
             key,
@@ -360,8 +356,22 @@ impl TransactionLayer {
         }
     }
 
+    /// The 64·T1 guard of a non-INVITE server transaction came due: drop the
+    /// transaction if it is the one the guard was queued for and the TU never
+    /// answered it.
+    fn on_guard(&mut self, key: &TransactionKey, at: Instant) {
+        let expired = self
+            .servers
+            .get(key)
+            .is_some_and(|tx| tx.guard() == Some(at) && tx.is_unanswered());
+        if expired {
+            tracing::debug!(branch = %key.branch(), "TU never answered: transaction dropped");
+            self.remove_server(key);
+        }
+    }
+
     fn on_timer(&mut self, key: TransactionKey, slot: TimerSlot, now: Instant) {
-        let next = match key.side {
+        let next = match key.side() {
             Side::Client => match self.clients.get_mut(&key) {
                 Some(tx) => tx.on_timer(slot, now, &mut self.ctx),
                 None => Next::Keep,
@@ -372,7 +382,7 @@ impl TransactionLayer {
             },
         };
         if next == Next::Terminate {
-            match key.side {
+            match key.side() {
                 Side::Client => self.remove_client(&key),
                 Side::Server => self.remove_server(&key),
             }
@@ -456,12 +466,7 @@ fn client_key(msg: &impl HeadersExt, method: &Method) -> TransactionKey {
     let branch = TopVia::of(msg.headers())
         .and_then(|v| v.param("branch"))
         .unwrap_or_default();
-    TransactionKey {
-        side: Side::Client,
-        branch: branch.to_string(),
-        sent_by: String::new(),
-        method: method.to_string(),
-    }
+    TransactionKey::new(Side::Client, branch, "", *method)
 }
 
 /// Server transaction key (§17.2.3). `None` when the request has no
@@ -472,16 +477,22 @@ fn server_key(req: &Request) -> Option<TransactionKey> {
         Method::Ack => Method::Invite,
         m => m,
     };
-    let branch = match via.param("branch") {
-        Some(b) if b.starts_with(MAGIC_COOKIE) => b.to_string(),
-        _ => rfc2543_branch(req, &via),
-    };
-    Some(TransactionKey {
-        side: Side::Server,
-        branch,
-        sent_by: via.sent_by.to_ascii_lowercase(),
-        method: method.to_string(),
+    let sent_by = lower_case(via.sent_by);
+    Some(match via.param("branch") {
+        Some(b) if b.starts_with(MAGIC_COOKIE) => {
+            TransactionKey::new(Side::Server, b, &sent_by, method)
+        }
+        _ => TransactionKey::new(Side::Server, &rfc2543_branch(req, &via), &sent_by, method),
     })
+}
+
+/// `s` in ASCII lower case, borrowed when it already is.
+fn lower_case(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
 }
 
 /// The stand-in branch for requests from RFC 2543 clients: the same for an

@@ -56,6 +56,10 @@ def main():
     p.add_argument("--users", type=int, default=1000)
     p.add_argument("--denwa", default=os.path.join(bench.ROOT, "target", "release", "denwa"))
     p.add_argument("--out", help="directory for logs and profiles (default: a new temporary one)")
+    p.add_argument(
+        "--server", choices=["denwa", "kamailio"], default="denwa",
+        help="kamailio: the reference server of bench/b1_register.sh (cpu tool only)",
+    )
     args = p.parse_args()
     slow = args.tool == "callgrind"
     rate = args.rate or (200 if slow else 2000)
@@ -70,7 +74,12 @@ def main():
     first, last = bench.FIRST_USER, bench.FIRST_USER + args.users - 1
     lines = [bench.auth_line(n) for n in bench.users(first, last)]
     scenario = os.path.join(bench.SCENARIOS, "register.xml")
-    server = bench.Denwa(args.denwa, out, first, last, wrap=wrap, start_s=120 if slow else 20)
+    if args.server == "kamailio":
+        if args.tool != "cpu":
+            sys.exit("--server kamailio works with --tool cpu only")
+        server = bench.Kamailio(out, first, last)
+    else:
+        server = bench.Denwa(args.denwa, out, first, last, wrap=wrap, start_s=120 if slow else 20)
     try:
         target = f"127.0.0.1:{server.port}"
         keys = ["-key", "contact_port", "5999"]

@@ -23,7 +23,7 @@ use crate::sip::transaction::{TransactionEvent, TransactionKey, TransactionLayer
 use crate::sip::Peer;
 use crate::store::{self, Store};
 
-use super::transport::Transports;
+use super::transport::{Transports, UdpInbox};
 
 /// Everything the core task is fed from outside.
 // Messages are nearly all of the traffic: boxing them would cost an
@@ -99,11 +99,13 @@ impl Core {
         }
     }
 
-    /// Run until both input channels close.
+    /// Run until both input channels close. UDP datagrams are read from
+    /// `udp` here, in this task (see [`UdpInbox`]).
     pub async fn run(
         mut self,
         mut input: mpsc::Receiver<CoreInput>,
         mut commands: mpsc::UnboundedReceiver<CallCommand>,
+        mut udp: UdpInbox,
     ) {
         let mut housekeeping = tokio::time::interval(Duration::from_secs(5));
         loop {
@@ -114,6 +116,13 @@ impl Core {
                     Some(cmd) => self.handle_command(cmd),
                     None => break,
                 },
+                index = udp.readable() => {
+                    let transports = self.transports.clone();
+                    udp.read(index, &transports, |msg, peer| {
+                        self.txl.handle_message(msg, peer, Instant::now());
+                        self.flush();
+                    });
+                }
                 msg = input.recv() => match msg {
                     Some(msg) => {
                         self.handle_input(msg);

@@ -1,9 +1,10 @@
 //! SIP transports: the thin I/O shell around the protocol core.
 //!
-//! One task per UDP socket reads datagrams; one task per TCP connection reads
-//! the stream through [`crate::sip::framing::StreamFramer`]. Both parse in
-//! their own task (spreading parse cost over the cores), answer unparsable
-//! requests with 400 straight away, and hand good messages to the core task.
+//! The SIP core task reads the UDP sockets itself through [`UdpInbox`]; one
+//! task per TCP connection reads the stream through
+//! [`crate::sip::framing::StreamFramer`] and hands messages to the core task.
+//! Both parse where they read and answer unparsable requests with 400
+//! straight away.
 //! Sending never blocks the core: UDP uses `try_send_to`, TCP connections
 //! have a bounded queue each and a full queue drops the message (counted).
 
@@ -19,6 +20,8 @@ use tracing::{debug, warn};
 
 use crate::metrics::Metrics;
 use crate::sip::framing::{Frame, StreamFramer};
+use rsip::SipMessage;
+
 use crate::sip::{message, Peer, Transmit, TransportKind};
 
 use super::core::CoreInput;
@@ -143,30 +146,97 @@ impl Transports {
     }
 }
 
-/// Read datagrams from one UDP socket forever.
-pub async fn udp_loop(sock: Arc<UdpSocket>, transports: Transports, core: mpsc::Sender<CoreInput>) {
-    let Ok(local) = sock.local_addr() else { return };
-    let mut buf = vec![0u8; 65536];
-    loop {
-        let (n, remote) = match sock.recv_from(&mut buf).await {
-            Ok(x) => x,
-            Err(e) => {
-                // ICMP errors surface here on Linux; they are not fatal.
-                debug!(error = %e, "UDP receive error");
-                continue;
-            }
-        };
-        let data = buf.get(..n).unwrap_or_default();
-        if data.iter().all(|b| b.is_ascii_whitespace()) {
-            continue; // keep-alive
+/// The UDP sockets, read by the SIP core task itself: a datagram is read,
+/// parsed and handled on one thread with no hand-over between tasks, as a
+/// worker process of a classic SIP server does. Waiting for the next
+/// datagram is the only suspension point.
+pub struct UdpInbox {
+    sockets: Vec<(Arc<UdpSocket>, SocketAddr)>,
+    buf: Vec<u8>,
+}
+
+/// Datagrams read from one socket before the core looks at its other inputs.
+const UDP_BATCH: usize = 64;
+
+impl UdpInbox {
+    pub fn new(sockets: &[Arc<UdpSocket>]) -> Self {
+        let sockets = sockets
+            .iter()
+            .filter_map(|s| s.local_addr().ok().map(|a| (s.clone(), a)))
+            .collect();
+        UdpInbox {
+            sockets,
+            buf: vec![0u8; 65536],
         }
-        let peer = Peer {
-            transport: TransportKind::Udp,
-            remote,
-            local,
-        };
-        if !deliver(data, peer, &transports, &core).await {
+    }
+
+    /// Wait until one of the sockets may have a datagram; its index. Never
+    /// resolves when there are no sockets.
+    pub async fn readable(&self) -> usize {
+        std::future::poll_fn(|cx| {
+            for (i, (sock, _)) in self.sockets.iter().enumerate() {
+                // An error is reported by the read that follows.
+                if sock.poll_recv_ready(cx).is_ready() {
+                    return std::task::Poll::Ready(i);
+                }
+            }
+            std::task::Poll::Pending
+        })
+        .await
+    }
+
+    /// Read what socket `index` has, up to a batch, without waiting. Each
+    /// parsed message goes to `deliver`; keep-alives are skipped and
+    /// unparsable requests answered here.
+    pub fn read(
+        &mut self,
+        index: usize,
+        transports: &Transports,
+        mut deliver: impl FnMut(SipMessage, Peer),
+    ) {
+        let Some((sock, local)) = self.sockets.get(index) else {
             return;
+        };
+        for _ in 0..UDP_BATCH {
+            let (n, remote) = match sock.try_recv_from(&mut self.buf) {
+                Ok(x) => x,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    // ICMP errors surface here on Linux; they are not fatal.
+                    debug!(error = %e, "UDP receive error");
+                    continue;
+                }
+            };
+            let data = self.buf.get(..n).unwrap_or_default();
+            if data.iter().all(|b| b.is_ascii_whitespace()) {
+                continue; // keep-alive
+            }
+            let peer = Peer {
+                transport: TransportKind::Udp,
+                remote,
+                local: *local,
+            };
+            if let Some(msg) = transports.parse(data, peer) {
+                deliver(msg, peer);
+            }
+        }
+    }
+}
+
+impl Transports {
+    /// Parse a message read from `peer`, counting it; an unparsable one is
+    /// answered (when it can be) and gives `None`.
+    fn parse(&self, data: &[u8], peer: Peer) -> Option<SipMessage> {
+        match message::parse(data) {
+            Ok(msg) => {
+                self.metrics.sip_message_in(&msg);
+                Some(msg)
+            }
+            Err(e) => {
+                debug!(remote = %peer.remote, error = %e, "unparsable SIP message");
+                self.answer_bad(data, &e, peer);
+                None
+            }
         }
     }
 }
@@ -178,16 +248,9 @@ async fn deliver(
     transports: &Transports,
     core: &mpsc::Sender<CoreInput>,
 ) -> bool {
-    match message::parse(data) {
-        Ok(msg) => {
-            transports.metrics.sip_message_in(&msg);
-            core.send(CoreInput::Message { msg, peer }).await.is_ok()
-        }
-        Err(e) => {
-            debug!(remote = %peer.remote, error = %e, "unparsable SIP message");
-            transports.answer_bad(data, &e, peer);
-            true
-        }
+    match transports.parse(data, peer) {
+        Some(msg) => core.send(CoreInput::Message { msg, peer }).await.is_ok(),
+        None => true,
     }
 }
 

@@ -81,7 +81,7 @@ fn hex_of<D: Digest>(parts: &[&str]) -> String {
     for p in parts {
         hasher.update(p.as_bytes());
     }
-    hex::encode(hasher.finalize())
+    super::nonce::hex_string(&hasher.finalize())
 }
 
 /// Quality of protection. Only `auth` is supported.

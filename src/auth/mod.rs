@@ -355,7 +355,7 @@ impl Authenticator {
         let mac = self
             .tag_key
             .mac(&[b"denwa-to-tag", cid.as_bytes(), b"\0", from_tag.as_bytes()]);
-        hex::encode(&mac[..8])
+        nonce::hex_string(&mac[..8])
     }
 }
 

@@ -353,7 +353,7 @@ impl Registrar {
         h.update(call_id(&req.headers).unwrap_or("").as_bytes());
         h.update([0u8]);
         h.update(from_tag.as_bytes());
-        hex::encode(&h.finalize()[..8])
+        crate::auth::nonce::hex_string(&h.finalize()[..8])
     }
 }
 

@@ -366,7 +366,7 @@ pub fn normalise(raw: &[u8]) -> Result<Vec<u8>, ParseError> {
 /// From, To, Call-ID, CSeq (RFC 3261 §8.1.1), each but Via at most once, and
 /// a request's CSeq method equal to its method.
 ///
-/// The head is cut by [`tokenize`] and the rsip values are built directly
+/// The head is cut by `head::tokenize` and the rsip values are built directly
 /// from its parts; only the Request-URI goes through rsip's parser.
 pub fn parse(raw: &[u8]) -> Result<rsip::SipMessage, ParseError> {
     let head = tokenize(raw)?;

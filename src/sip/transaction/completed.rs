@@ -53,8 +53,8 @@ impl Completed {
     }
 
     /// The earliest queued deadline. An entry never fires early; one queued
-    /// behind a later deadline (only possible if the caller's time went
-    /// backwards) fires late.
+    /// behind a later deadline (a guard is queued a moment after its
+    /// transaction started) fires that much late.
     pub(super) fn next_deadline(&self) -> Option<Instant> {
         self.queue.front().map(|(at, _, _)| *at)
     }

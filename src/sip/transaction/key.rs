@@ -38,7 +38,7 @@ pub struct TransactionKey {
     method: Method,
     /// The branch followed by the sent-by (empty for client keys).
     text: Arc<str>,
-    branch_len: usize,
+    branch_len: u32,
 }
 
 /// The per-process seed of key hashes.
@@ -57,18 +57,23 @@ impl TransactionKey {
             side,
             method,
             text: text.into(),
-            branch_len: branch.len(),
+            // A branch is cut from one message: far below 4 GiB.
+            branch_len: u32::try_from(branch.len()).unwrap_or(u32::MAX),
         }
     }
 
     /// The branch (or the RFC 2543 substitute) this key was built from.
     pub fn branch(&self) -> &str {
-        self.text.get(..self.branch_len).unwrap_or_default()
+        self.text
+            .get(..self.branch_len as usize)
+            .unwrap_or_default()
     }
 
     /// The sent-by of a server key's top Via (lower case); empty for clients.
     pub(super) fn sent_by(&self) -> &str {
-        self.text.get(self.branch_len..).unwrap_or_default()
+        self.text
+            .get(self.branch_len as usize..)
+            .unwrap_or_default()
     }
 
     /// The method of the transaction (`INVITE` for the ACK of a non-2xx).

@@ -19,7 +19,7 @@
 //! the TU sends its final response (a non-INVITE one is dropped 64·T1 after
 //! arrival if the TU never answers). A completed non-INVITE server
 //! transaction, the bulk of what a registrar under load holds, is kept as
-//! its key and response bytes alone ([`completed`]).
+//! its key and response bytes alone (`completed.rs`).
 //!
 //! Responses are sent to the peer the request came from (for UDP its source
 //! address and port), whether or not the top Via asked for `rport`: this
@@ -149,6 +149,10 @@ pub struct TransactionLayer {
     servers: ShardedMap<TransactionKey, ServerTransaction, KeyHash>,
     /// Completed non-INVITE server transactions, and the guards of live ones.
     completed: Completed,
+    /// Guards of non-INVITE server transactions started since the last
+    /// `handle_timeout`; only those still unanswered then are queued, so a
+    /// request the TU answers at once never costs a queue entry.
+    new_guards: Vec<(Instant, TransactionKey)>,
     /// Server INVITE transactions in Accepted, by what their 2xx's ACK carries.
     accepted: ShardedMap<AckMatch, TransactionKey>,
 }
@@ -173,6 +177,7 @@ impl TransactionLayer {
             clients: HashMap::default(),
             servers: ShardedMap::default(),
             completed: Completed::default(),
+            new_guards: Vec::new(),
             accepted: ShardedMap::default(),
         }
     }
@@ -189,6 +194,11 @@ impl TransactionLayer {
 
     /// Fire every timer due at or before `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        for (at, key) in std::mem::take(&mut self.new_guards) {
+            if self.is_guarded_by(&key, at) {
+                self.completed.guard(key, at);
+            }
+        }
         while let Some((key, slot)) = self.ctx.timers.pop_expired(now) {
             self.on_timer(key, slot, now);
         }
@@ -270,13 +280,14 @@ impl TransactionLayer {
 
     /// The earliest instant at which `handle_timeout` has work to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match (
+        [
             self.ctx.timers.next_deadline(),
             self.completed.next_deadline(),
-        ) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+            self.new_guards.first().map(|(at, _)| *at),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Transactions kept, client and server (completed ones included).
@@ -310,7 +321,7 @@ impl TransactionLayer {
         stamp_received(&mut request.headers, from.remote);
         let tx = ServerTransaction::start(key.clone(), &request, from, now, &mut self.ctx);
         if let Some(guard) = tx.guard() {
-            self.completed.guard(key.clone(), guard);
+            self.new_guards.push((guard, key.clone()));
         }
         self.servers.insert(key.clone(), tx);
         self.ctx.events.push_back(TransactionEvent::Request {
@@ -360,14 +371,17 @@ impl TransactionLayer {
     /// transaction if it is the one the guard was queued for and the TU never
     /// answered it.
     fn on_guard(&mut self, key: &TransactionKey, at: Instant) {
-        let expired = self
-            .servers
-            .get(key)
-            .is_some_and(|tx| tx.guard() == Some(at) && tx.is_unanswered());
-        if expired {
+        if self.is_guarded_by(key, at) {
             tracing::debug!(branch = %key.branch(), "TU never answered: transaction dropped");
             self.remove_server(key);
         }
+    }
+
+    /// `key` is a live, unanswered transaction whose guard is due at `at`.
+    fn is_guarded_by(&self, key: &TransactionKey, at: Instant) -> bool {
+        self.servers
+            .get(key)
+            .is_some_and(|tx| tx.guard() == Some(at) && tx.is_unanswered())
     }
 
     fn on_timer(&mut self, key: TransactionKey, slot: TimerSlot, now: Instant) {

@@ -363,13 +363,50 @@ impl<'a> Parser<'a> {
 /// RFC 7230 token characters, plus `/`, `:` and `@`, which some user agents
 /// leave unquoted in `uri=` and `nonce=` values.
 fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~/:@".contains(&b)
+    TCHARS[usize::from(b)]
 }
+
+/// [`is_tchar`] as a table indexed by byte.
+const TCHARS: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+                    | b'/'
+                    | b':'
+                    | b'@'
+            );
+        b += 1;
+    }
+    table
+};
 
 /// Quote a value for a header parameter, escaping `"` and `\`.
 fn quote(value: &str) -> String {
     let mut out = String::with_capacity(value.len() + 2);
     out.push('"');
+    if !value.contains(['"', '\\']) {
+        out.push_str(value);
+        out.push('"');
+        return out;
+    }
     for c in value.chars() {
         if c == '"' || c == '\\' {
             out.push('\\');
@@ -394,12 +431,14 @@ pub fn challenge_headers(
     algs.dedup();
     algs.into_iter()
         .map(|alg| {
-            let mut v = format!(
-                "Digest realm={}, nonce={}, algorithm={}, qop=\"auth\"",
-                quote(realm),
-                quote(nonce),
-                alg.token()
-            );
+            let mut v = String::with_capacity(realm.len() + nonce.len() + 80);
+            v.push_str("Digest realm=");
+            v.push_str(&quote(realm));
+            v.push_str(", nonce=");
+            v.push_str(&quote(nonce));
+            v.push_str(", algorithm=");
+            v.push_str(alg.token());
+            v.push_str(", qop=\"auth\"");
             if stale {
                 v.push_str(", stale=true");
             }

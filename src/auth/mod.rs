@@ -34,7 +34,9 @@ use std::time::{Duration, Instant};
 use rsip::prelude::*;
 use rsip::{Header, Request, Response};
 
-use crate::sip::message::{call_id, finish, method_name, response_for, tag_of, uri_of, user_of};
+use crate::sip::message::{
+    call_id, finish, from_value, method_name, response_for, tag_of, to_value, uri_of, user_of,
+};
 pub use digest::{challenge_headers, verify, Algorithm, Credentials, DigestError};
 pub use lockout::{Lockout, LockoutConfig};
 pub use nonce::{NonceIssuer, NonceStatus};
@@ -204,11 +206,11 @@ impl Authenticator {
 
     /// Authenticate `req` from `source`. `lookup` maps a username to its
     /// password; `now` drives the lockout, `now_unix_ms` the nonces.
-    pub fn authenticate(
+    pub fn authenticate<'p>(
         &mut self,
         req: &Request,
         source: IpAddr,
-        lookup: impl Fn(&str) -> Option<String>,
+        lookup: impl Fn(&str) -> Option<&'p str>,
         now: Instant,
         now_unix_ms: u64,
         kind: ChallengeKind,
@@ -245,11 +247,11 @@ impl Authenticator {
     }
 
     /// Check the credentials of `req`, if any, without lockout policy.
-    fn verdict(
+    fn verdict<'p>(
         &mut self,
         req: &Request,
         kind: ChallengeKind,
-        lookup: impl Fn(&str) -> Option<String>,
+        lookup: impl Fn(&str) -> Option<&'p str>,
         now_unix_ms: u64,
     ) -> Verdict {
         let mut values = req
@@ -275,7 +277,7 @@ impl Authenticator {
         let right = verify(
             &creds,
             method_name(&req.method),
-            password.as_deref().unwrap_or(DUMMY_PASSWORD),
+            password.unwrap_or(DUMMY_PASSWORD),
         );
         if !(right & known) {
             return Verdict::Failed;
@@ -347,11 +349,7 @@ impl Authenticator {
     /// retransmissions, unguessable without the secret.
     fn to_tag(&self, req: &Request) -> String {
         let cid = call_id(&req.headers).unwrap_or("");
-        let from_tag = req
-            .from_header()
-            .ok()
-            .and_then(|f| tag_of(f.value()))
-            .unwrap_or("");
+        let from_tag = from_value(&req.headers).and_then(tag_of).unwrap_or("");
         let mac = self
             .tag_key
             .mac(&[b"denwa-to-tag", cid.as_bytes(), b"\0", from_tag.as_bytes()]);
@@ -361,8 +359,7 @@ impl Authenticator {
 
 /// The user part of the To URI (the address of record of a REGISTER).
 fn to_user(req: &Request) -> Option<String> {
-    let to = req.to_header().ok()?;
-    user_of(uri_of(to.value())).map(str::to_owned)
+    user_of(uri_of(to_value(&req.headers)?)).map(str::to_owned)
 }
 
 #[cfg(test)]
@@ -388,8 +385,8 @@ mod tests {
         }
     }
 
-    fn lookup(user: &str) -> Option<String> {
-        (user == "1001").then(|| "s3cret".to_string())
+    fn lookup(user: &str) -> Option<&'static str> {
+        (user == "1001").then_some("s3cret")
     }
 
     fn ip(last: u8) -> IpAddr {

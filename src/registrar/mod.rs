@@ -19,7 +19,7 @@ use rsip::{Header, Request, Response};
 use sha2::{Digest, Sha256};
 
 use crate::config::RegistrarConfig;
-use crate::sip::message::{call_id, cseq, finish, push_decimal, response_for, tag_of};
+use crate::sip::message::{call_id, cseq, finish, from_value, push_decimal, response_for, tag_of};
 use crate::sip::Peer;
 pub use location::{Binding, Location};
 pub use storage::{from_persisted, stored_expiry_cutoff, to_persisted, STORE_LAG_SECS};
@@ -343,11 +343,7 @@ impl Registrar {
 
     /// A To tag stable for one registration (Call-ID and From tag).
     fn to_tag(&self, req: &Request) -> String {
-        let from_tag = req
-            .from_header()
-            .ok()
-            .and_then(|f| tag_of(f.value()))
-            .unwrap_or("");
+        let from_tag = from_value(&req.headers).and_then(tag_of).unwrap_or("");
         let mut h = Sha256::new();
         h.update(self.tag_salt);
         h.update(call_id(&req.headers).unwrap_or("").as_bytes());

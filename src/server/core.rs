@@ -303,15 +303,13 @@ impl Core {
         from: Peer,
         cancels: Option<TransactionKey>,
     ) {
-        let call_id = message::call_id(&req.headers).map(str::to_owned);
-        let in_dialog = req
-            .to_header()
-            .ok()
-            .and_then(|t| message::tag_of(t.value()).map(|_| ()))
-            .is_some();
         if req.method == Method::Register {
             return self.handle_register(key, req, from);
         }
+        let call_id = message::call_id(&req.headers).map(str::to_owned);
+        let in_dialog = message::to_value(&req.headers)
+            .and_then(message::tag_of)
+            .is_some();
         // Anything for a call that exists goes to its actor.
         if call_id
             .as_deref()
@@ -354,7 +352,7 @@ impl Core {
         let outcome = self.auth.authenticate(
             &req,
             from.remote.ip(),
-            |user| extensions.get(user).map(|e| e.password.clone()),
+            |user| extensions.get(user).map(|e| e.password.as_str()),
             now,
             ms,
             ChallengeKind::Www,
@@ -417,7 +415,7 @@ impl Core {
         let outcome = self.auth.authenticate(
             &req,
             from.remote.ip(),
-            |user| extensions.get(user).map(|e| e.password.clone()),
+            |user| extensions.get(user).map(|e| e.password.as_str()),
             now,
             unix_ms(),
             ChallengeKind::Proxy,

@@ -31,7 +31,8 @@ type ConnMap = HashMap<(SocketAddr, SocketAddr), mpsc::Sender<Vec<u8>>>;
 /// Handles for sending; cheap to clone.
 #[derive(Clone)]
 pub struct Transports {
-    udp: Arc<HashMap<SocketAddr, Arc<UdpSocket>>>,
+    /// Each UDP socket with its local address (few: a linear search).
+    udp: Arc<Vec<(SocketAddr, Arc<UdpSocket>)>>,
     tcp: Arc<Mutex<ConnMap>>,
     metrics: Metrics,
     user_agent: Arc<str>,
@@ -68,12 +69,12 @@ pub fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
 
 impl Transports {
     pub fn new(udp: Vec<Arc<UdpSocket>>, metrics: Metrics, user_agent: &str) -> io::Result<Self> {
-        let mut map = HashMap::new();
+        let mut sockets = Vec::with_capacity(udp.len());
         for s in udp {
-            map.insert(s.local_addr()?, s);
+            sockets.push((s.local_addr()?, s));
         }
         Ok(Transports {
-            udp: Arc::new(map),
+            udp: Arc::new(sockets),
             tcp: Arc::new(Mutex::new(HashMap::new())),
             metrics,
             user_agent: user_agent.into(),
@@ -88,7 +89,8 @@ impl Transports {
             TransportKind::Udp => {
                 let Some(sock) = self
                     .udp
-                    .get(&t.peer.local)
+                    .iter()
+                    .find_map(|(local, s)| (*local == t.peer.local).then_some(s))
                     .or_else(|| self.any_udp(t.peer.remote))
                 else {
                     warn!(local = %t.peer.local, "no UDP socket to send from");
@@ -121,20 +123,23 @@ impl Transports {
     }
 
     fn any_udp(&self, remote: SocketAddr) -> Option<&Arc<UdpSocket>> {
-        self.udp.values().find(|s| {
-            s.local_addr()
-                .map(|a| a.is_ipv4() == remote.is_ipv4())
-                .unwrap_or(false)
-        })
+        self.any_udp_with_addr(remote).map(|(_, s)| s)
+    }
+
+    fn any_udp_with_addr(&self, remote: SocketAddr) -> Option<(SocketAddr, &Arc<UdpSocket>)> {
+        self.udp
+            .iter()
+            .find(|(local, _)| local.is_ipv4() == remote.is_ipv4())
+            .map(|(local, s)| (*local, s))
     }
 
     /// A UDP peer for sending to `remote` from our socket of the same family.
     pub fn udp_peer_for(&self, remote: SocketAddr) -> Option<Peer> {
-        let sock = self.any_udp(remote)?;
+        let (local, _) = self.any_udp_with_addr(remote)?;
         Some(Peer {
             transport: TransportKind::Udp,
             remote,
-            local: sock.local_addr().ok()?,
+            local,
         })
     }
 

@@ -16,7 +16,8 @@ use rsip::prelude::*;
 use rsip::{Header, Headers, Request, Response, StatusCode};
 
 use super::head::{
-    classify_start_line, parse_field, split_field, split_head, tokenize, trim_wsp, Start, StartLine,
+    classify_start_line, parse_field, split_at_byte, split_field, split_head, tokenize, trim_wsp,
+    Start, StartLine,
 };
 pub use super::head::{declared_content_length, full_header_name, method_from};
 use super::wire;
@@ -158,14 +159,19 @@ pub fn tag_of(value: &str) -> Option<&str> {
 
 /// A `;name=value` parameter of a header value (outside `<...>`), case-insensitive name.
 pub fn param_of<'a>(value: &'a str, name: &str) -> Option<&'a str> {
-    let after_uri = match value.rfind('>') {
-        Some(i) => &value[i + 1..],
+    let after_uri = match memchr::memrchr(b'>', value.as_bytes()) {
+        Some(i) => value.get(i + 1..).unwrap_or_default(),
         None => value,
     };
-    after_uri.split(';').skip(1).find_map(|p| {
-        let (k, v) = p.split_once('=').unwrap_or((p, ""));
-        k.trim().eq_ignore_ascii_case(name).then_some(v.trim())
-    })
+    let (_, mut rest) = split_at_byte(after_uri, b';')?;
+    loop {
+        let (p, next) = split_at_byte(rest, b';').map_or((rest, None), |(p, n)| (p, Some(n)));
+        let (k, v) = split_at_byte(p, b'=').unwrap_or((p, ""));
+        if k.trim().eq_ignore_ascii_case(name) {
+            return Some(v.trim());
+        }
+        rest = next?;
+    }
 }
 
 /// The URI of a From, To or Contact value: inside `<...>` (a `<` inside the
@@ -198,6 +204,31 @@ pub fn user_of(uri: &str) -> Option<&str> {
     let (userinfo, _) = rest.split_once('@')?;
     let user = userinfo.split(':').next().unwrap_or(userinfo);
     (!user.is_empty()).then_some(user)
+}
+
+/// The value of the first From header. Unlike rsip's `from_header`, builds
+/// no error when there is none (those allocate on every call).
+pub fn from_value(headers: &Headers) -> Option<&str> {
+    headers.iter().find_map(|h| match h {
+        Header::From(v) => Some(v.value()),
+        _ => None,
+    })
+}
+
+/// The value of the first To header (see [`from_value`]).
+pub fn to_value(headers: &Headers) -> Option<&str> {
+    headers.iter().find_map(|h| match h {
+        Header::To(v) => Some(v.value()),
+        _ => None,
+    })
+}
+
+/// The value of the first Via header (see [`from_value`]).
+pub fn via_value(headers: &Headers) -> Option<&str> {
+    headers.iter().find_map(|h| match h {
+        Header::Via(v) => Some(v.value()),
+        _ => None,
+    })
 }
 
 /// Call-ID of a message, if present.
@@ -416,9 +447,43 @@ fn status_code(code: u16, reason: &str) -> StatusCode {
     }
 }
 
+/// Request-URIs parsed lately on this thread: most requests carry one of
+/// a handful (every REGISTER the registrar's), and rsip's URI parser is the
+/// costliest part of parsing a message.
+const RECENT_URIS: usize = 8;
+
+thread_local! {
+    static RECENT: std::cell::RefCell<std::collections::VecDeque<(String, rsip::Uri)>> =
+        const { std::cell::RefCell::new(std::collections::VecDeque::new()) };
+}
+
+/// Parse a Request-URI, or take it from the few parsed lately (the result
+/// depends on the text alone).
+fn request_uri(uri: &str, has_bracket: bool) -> Result<rsip::Uri, ParseError> {
+    let hit = RECENT.with(|recent| {
+        recent
+            .borrow()
+            .iter()
+            .find(|(text, _)| text == uri)
+            .map(|(_, parsed)| parsed.clone())
+    });
+    if let Some(parsed) = hit {
+        return Ok(parsed);
+    }
+    let parsed = parse_request_uri(uri, has_bracket)?;
+    RECENT.with(|recent| {
+        let mut recent = recent.borrow_mut();
+        if recent.len() >= RECENT_URIS {
+            recent.pop_front();
+        }
+        recent.push_back((uri.to_owned(), parsed.clone()));
+    });
+    Ok(parsed)
+}
+
 /// Parse a Request-URI with rsip (behind `catch_unwind`), masked first. The
 /// URI must be consumed whole, as it is when rsip parses a request line.
-fn request_uri(uri: &str, has_bracket: bool) -> Result<rsip::Uri, ParseError> {
+fn parse_request_uri(uri: &str, has_bracket: bool) -> Result<rsip::Uri, ParseError> {
     const AFTER: &[u8] = b" SIP/2.0";
     let mut line = Vec::with_capacity(uri.len().saturating_add(40));
     if has_bracket {
@@ -460,9 +525,8 @@ fn check_mandatory_counts(counts: &[usize; 5]) -> Result<(), ParseError> {
 /// Light checks on the values other layers rely on. The top Via is only
 /// checked for its protocol: rsip's typed Via rejects IPv6 sent-by hosts.
 fn check_header_values(msg: &rsip::SipMessage) -> Result<(), ParseError> {
-    let via_ok = msg.via_header().is_ok_and(|via| {
-        via.value()
-            .get(..8)
+    let via_ok = via_value(msg.headers()).is_some_and(|via| {
+        via.get(..8)
             .is_some_and(|p| p.eq_ignore_ascii_case("SIP/2.0/"))
     });
     if !via_ok {
@@ -602,6 +666,35 @@ mod tests {
         ] {
             assert_eq!(uri_of(value), uri, "{value}");
             assert_eq!(user_of(uri_of(value)), user, "{value}");
+        }
+    }
+
+    #[test]
+    fn params_read_as_a_plain_split_would() {
+        let reference = |value: &str, name: &str| -> Option<String> {
+            let after_uri = value.rfind('>').map_or(value, |i| &value[i + 1..]);
+            after_uri.split(';').skip(1).find_map(|p| {
+                let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                k.trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| v.trim().to_owned())
+            })
+        };
+        for value in [
+            "<sip:a@b;tag=in>;tag=out;x",
+            "sip:a@b; TAG = t ;;y=1=2",
+            "<sip:a@b>",
+            "<sip:a@b>;",
+            "tag=nothing",
+            "",
+        ] {
+            for name in ["tag", "x", "y", ""] {
+                assert_eq!(
+                    param_of(value, name).map(str::to_owned),
+                    reference(value, name),
+                    "{value} {name}"
+                );
+            }
         }
     }
 

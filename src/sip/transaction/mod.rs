@@ -32,7 +32,8 @@ use std::time::{Duration, Instant};
 use rsip::prelude::*;
 use rsip::{Header, Headers, Method, Request, Response, SipMessage};
 
-use super::message::{call_id, cseq, tag_of, to_bytes};
+use super::head::split_at_byte;
+use super::message::{call_id, cseq, push_decimal, tag_of, to_bytes};
 use super::{Peer, Transmit};
 
 mod client;
@@ -442,12 +443,17 @@ impl<'a> TopVia<'a> {
     }
 
     fn parse(value: &'a str) -> Option<Self> {
-        let text = value.split(',').next()?.trim();
-        let (head, params) = text.split_once(';').unwrap_or((text, ""));
+        let text = split_at_byte(value, b',')
+            .map_or(value, |(first, _)| first)
+            .trim();
+        let (head, params) = split_at_byte(text, b';').unwrap_or((text, ""));
         let mut words = head.split_whitespace();
         let protocol = words.next()?;
         let sent_by = words.last()?;
-        if !protocol.to_ascii_uppercase().starts_with("SIP") || sent_by.contains('/') {
+        let is_sip = protocol
+            .get(..3)
+            .is_some_and(|p| p.eq_ignore_ascii_case("SIP"));
+        if !is_sip || memchr::memchr(b'/', sent_by.as_bytes()).is_some() {
             return None;
         }
         Some(TopVia {
@@ -459,10 +465,19 @@ impl<'a> TopVia<'a> {
 
     /// A parameter's value (`Some("")` for a flag such as `rport`).
     fn param(&self, name: &str) -> Option<&'a str> {
-        self.params.split(';').find_map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            k.trim().eq_ignore_ascii_case(name).then_some(v.trim())
-        })
+        let mut rest = Some(self.params);
+        while let Some(current) = rest {
+            let (p, next) = match split_at_byte(current, b';') {
+                Some((p, next)) => (p, Some(next)),
+                None => (current, None),
+            };
+            let (k, v) = split_at_byte(p, b'=').unwrap_or((p, ""));
+            if k.trim().eq_ignore_ascii_case(name) {
+                return Some(v.trim());
+            }
+            rest = next;
+        }
+        None
     }
 
     /// The host part of sent-by, without IPv6 brackets.
@@ -548,27 +563,31 @@ fn stamped_via(value: &str, source: SocketAddr) -> Option<String> {
     if !rport && same_host {
         return None;
     }
-    let (head, _) = top.text.split_once(';').unwrap_or((top.text, ""));
-    let mut out = head.trim_end().to_string();
+    use std::fmt::Write;
+    let (head, _) = split_at_byte(top.text, b';').unwrap_or((top.text, ""));
+    let mut out = String::with_capacity(value.len() + 48);
+    out.push_str(head.trim_end());
     let mut has_received = false;
+    // Writing into a String cannot fail.
     for p in top.params.split(';').filter(|p| !p.trim().is_empty()) {
-        let name = p.split_once('=').map_or(p, |(k, _)| k).trim();
+        let name = split_at_byte(p, b'=').map_or(p, |(k, _)| k).trim();
         if name.eq_ignore_ascii_case("rport") {
-            out.push_str(&format!(";rport={}", source.port()));
+            out.push_str(";rport=");
+            push_decimal(&mut out, u64::from(source.port()));
         } else if name.eq_ignore_ascii_case("received") {
             has_received = true;
-            out.push_str(&format!(";received={ip}"));
+            let _ = write!(out, ";received={ip}");
         } else {
             out.push(';');
             out.push_str(p.trim());
         }
     }
     if !has_received {
-        out.push_str(&format!(";received={ip}"));
+        let _ = write!(out, ";received={ip}");
     }
-    let rest = value.split_once(',').map(|(_, rest)| rest);
-    Some(match rest {
-        Some(rest) => format!("{out},{rest}"),
-        None => out,
-    })
+    if let Some((_, rest)) = split_at_byte(value, b',') {
+        out.push(',');
+        out.push_str(rest);
+    }
+    Some(out)
 }

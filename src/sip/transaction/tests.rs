@@ -1301,3 +1301,34 @@ fn completed_non_invite_keeps_only_its_response_and_guards_are_per_transaction()
     assert!(layer.is_empty(), "unanswered: dropped by its guard");
     assert_eq!(layer.poll_timeout(), None);
 }
+
+#[test]
+fn top_via_params_read_as_a_plain_split_would() {
+    let reference = |params: &str, name: &str| -> Option<String> {
+        params.split(';').find_map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
+        })
+    };
+    for value in [
+        "SIP/2.0/UDP h;branch=z9hG4bK1;rport",
+        "SIP/2.0/UDP h ; Branch = z9 ;rport=;received=1.2.3.4;;",
+        "SIP/2.0/UDP h;a=b=c;rport",
+        "SIP/2.0/UDP h",
+        "SIP/2.0/UDP h;",
+        "SIP/2.0/UDP h;branch=x, SIP/2.0/UDP k;rport",
+    ] {
+        let via = TopVia::parse(value).expect("a usable Via");
+        for name in ["branch", "rport", "received", "a", "x", ""] {
+            assert_eq!(
+                via.param(name).map(str::to_owned),
+                reference(via.params, name),
+                "{value} {name}"
+            );
+        }
+    }
+    assert_eq!(TopVia::parse("HTTP/1.1 h"), None);
+    assert_eq!(TopVia::parse("SIP/2.0/UDP"), None);
+}

@@ -116,13 +116,6 @@ impl Core {
                     Some(cmd) => self.handle_command(cmd),
                     None => break,
                 },
-                index = udp.readable() => {
-                    let transports = self.transports.clone();
-                    udp.read(index, &transports, |msg, peer| {
-                        self.txl.handle_message(msg, peer, Instant::now());
-                        self.flush();
-                    });
-                }
                 msg = input.recv() => match msg {
                     Some(msg) => {
                         self.handle_input(msg);
@@ -137,8 +130,17 @@ impl Core {
                     }
                     None => break,
                 },
-                _ = sleep_until(deadline) => {}
                 _ = housekeeping.tick() => self.housekeeping(),
+                // Polled after the channels and housekeeping: a UDP flood
+                // cannot starve a Drain, a TCP peer or the purge.
+                index = udp.readable() => {
+                    let transports = self.transports.clone();
+                    udp.read(index, &transports, |msg, peer| {
+                        self.txl.handle_message(msg, peer, Instant::now());
+                        self.flush();
+                    });
+                }
+                _ = sleep_until(deadline) => {}
             }
             self.txl.handle_timeout(Instant::now());
             self.flush();

@@ -158,6 +158,9 @@ impl Transports {
 pub struct UdpInbox {
     sockets: Vec<(Arc<UdpSocket>, SocketAddr)>,
     buf: Vec<u8>,
+    /// The socket looked at first next time: turns go round, so a flood on
+    /// one socket cannot starve the others.
+    next: usize,
 }
 
 /// Datagrams read from one socket before the core looks at its other inputs.
@@ -172,17 +175,21 @@ impl UdpInbox {
         UdpInbox {
             sockets,
             buf: vec![0u8; 65536],
+            next: 0,
         }
     }
 
     /// Wait until one of the sockets may have a datagram; its index. Never
     /// resolves when there are no sockets.
     pub async fn readable(&self) -> usize {
+        let count = self.sockets.len();
         std::future::poll_fn(|cx| {
-            for (i, (sock, _)) in self.sockets.iter().enumerate() {
+            for i in (0..count).map(|k| (self.next + k) % count) {
                 // An error is reported by the read that follows.
-                if sock.poll_recv_ready(cx).is_ready() {
-                    return std::task::Poll::Ready(i);
+                if let Some((sock, _)) = self.sockets.get(i) {
+                    if sock.poll_recv_ready(cx).is_ready() {
+                        return std::task::Poll::Ready(i);
+                    }
                 }
             }
             std::task::Poll::Pending
@@ -202,6 +209,7 @@ impl UdpInbox {
         let Some((sock, local)) = self.sockets.get(index) else {
             return;
         };
+        self.next = index.saturating_add(1);
         for _ in 0..UDP_BATCH {
             let (n, remote) = match sock.try_recv_from(&mut self.buf) {
                 Ok(x) => x,

@@ -207,7 +207,7 @@ fn timestamp_of(header: &[u8; HEADER_LEN]) -> u64 {
 pub struct NonceCounts {
     max_tracked: usize,
     /// nonce (its bytes) → (issued at unix ms, highest nc accepted)
-    seen: HashMap<NonceId, (u64, u32)>,
+    seen: HashMap<NonceId, (u64, u32), TagHash>,
     /// The nonces of `seen` in the order they were first accepted, oldest
     /// first: eviction takes from the front, so it costs O(1) per nonce.
     order: VecDeque<NonceId>,
@@ -216,11 +216,51 @@ pub struct NonceCounts {
 /// A nonce as the bytes its hex stands for.
 type NonceId = [u8; HEADER_LEN + TAG_LEN];
 
+/// Hashes a [`NonceId`] by bytes of its tag: only nonces we issued (tags of
+/// our keyed MAC, unpredictable to peers) are ever stored, so the tag is as
+/// good as a keyed hash, and costs nothing to compute.
+#[derive(Debug, Clone, Copy, Default)]
+struct TagHash;
+
+impl std::hash::BuildHasher for TagHash {
+    type Hasher = TagHasher;
+
+    fn build_hasher(&self) -> TagHasher {
+        TagHasher(0)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct TagHasher(u64);
+
+impl std::hash::Hasher for TagHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    /// A [`NonceId`] arrives here whole (after its length): take eight bytes
+    /// of its tag; anything shorter is mixed in.
+    fn write(&mut self, bytes: &[u8]) {
+        let tag = bytes
+            .get(HEADER_LEN..HEADER_LEN + 8)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok());
+        match tag {
+            Some(tag) => self.0 ^= u64::from_le_bytes(tag),
+            None => {
+                for b in bytes {
+                    self.0 =
+                        (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                }
+            }
+        }
+    }
+}
+
 impl NonceCounts {
     pub fn new(max_tracked: usize) -> Self {
         NonceCounts {
             max_tracked: max_tracked.max(1),
-            seen: HashMap::new(),
+            seen: HashMap::default(),
             order: VecDeque::new(),
         }
     }
@@ -239,9 +279,9 @@ impl NonceCounts {
             *highest = nc;
             return true;
         }
-        let Some(issued) = NonceIssuer::issued_at(nonce) else {
-            return false;
-        };
+        let mut stamp = [0u8; 8];
+        stamp.copy_from_slice(&id[..8]);
+        let issued = u64::from_be_bytes(stamp);
         if self.seen.len() >= self.max_tracked {
             self.make_room(now_unix_ms, ttl);
         }

@@ -7,8 +7,9 @@
 //! forms expanded, §7.3.3), control characters, UTF-8, Content-Length — and
 //! returns borrowed slices of the input wherever nothing had to be rewritten.
 //! It builds no rsip value and does no IPv6 masking: that is
-//! [`super::message`]'s business. Every byte here may come from an attacker:
-//! no input may panic it.
+//! [`super::message`]'s business. A few byte-level helpers other parts of
+//! the SIP core share live here too (method names, byte splits). Every byte
+//! here may come from an attacker: no input may panic it.
 
 use std::borrow::Cow;
 

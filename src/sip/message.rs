@@ -1,14 +1,16 @@
-//! The one place denwa touches rsip: parsing (after normalisation) and the
-//! small helpers every layer needs to read or build messages.
+//! The wire format boundary for one complete message, and the small helpers
+//! every layer needs to read or build messages.
 //!
-//! This module owns the wire format boundary for one complete message:
-//! [`normalise`] turns what peers really send (bare LF line ends, folded and
-//! compact headers, several Via elements per line) into what rsip parses,
-//! [`parse`] adds the checks RFC 3261 asks of every message, and
-//! [`bad_request_for`] builds the stateless answer to a request that failed.
-//! It must not do I/O, keep state, or cut messages out of a stream (that is
-//! [`super::framing`]). Every byte here may come from an attacker: no input
-//! may panic it.
+//! [`parse`] turns what peers really send (bare LF line ends, folded and
+//! compact headers, several Via elements per line) into rsip values, built
+//! directly from the parts `head.rs` cut out (only a Request-URI goes through
+//! rsip's parser), and adds the checks RFC 3261 asks of every message;
+//! [`normalise`] writes the same accepted message back as canonical text;
+//! [`to_bytes`] serialises (see `wire.rs`); [`bad_request_for`] builds the
+//! stateless answer to a request that failed. It must not do I/O or cut
+//! messages out of a stream (that is [`super::framing`]); its only state is
+//! a small per-thread memo of parsed Request-URIs. Every byte here may come
+//! from an attacker: no input may panic it.
 
 use std::borrow::Cow;
 

@@ -145,6 +145,15 @@ pub(super) fn push_decimal(out: &mut Vec<u8>, n: u64) {
     out.extend_from_slice(decimal(n, &mut buf).as_bytes());
 }
 
+/// The reason phrase written for a status code: the one it arrived with,
+/// if unusual, else the standard one.
+fn reason_of(status: &rsip::StatusCode) -> &str {
+    match status {
+        rsip::StatusCode::Other(_, reason) if reason != "Other" => reason.as_str(),
+        _ => super::message::reason_phrase(status.code()),
+    }
+}
+
 /// Bytes of the head lines once written, to size the buffer in one go.
 fn head_len(headers: &rsip::Headers) -> usize {
     headers
@@ -164,7 +173,13 @@ pub(super) fn write_message(msg: &SipMessage) -> Vec<u8> {
         SipMessage::Request(r) => (&r.headers, &r.body),
         SipMessage::Response(r) => (&r.headers, &r.body),
     };
-    let mut out = Vec::with_capacity(head_len(headers) + body.len() + 128);
+    // Exact for a response (kept as it is by a completed transaction, so it
+    // must not need shrinking); a request's URI length is not known ahead.
+    let start_len = match msg {
+        SipMessage::Request(_) => 128,
+        SipMessage::Response(r) => 16 + reason_of(&r.status_code).len(),
+    };
+    let mut out = Vec::with_capacity(head_len(headers) + body.len() + start_len);
     match msg {
         SipMessage::Request(r) => {
             use std::io::Write;
@@ -178,14 +193,9 @@ pub(super) fn write_message(msg: &SipMessage) -> Vec<u8> {
         SipMessage::Response(r) => {
             out.extend_from_slice(version_text(&r.version).as_bytes());
             out.push(b' ');
-            let code = r.status_code.code();
-            push_decimal(&mut out, u64::from(code));
+            push_decimal(&mut out, u64::from(r.status_code.code()));
             out.push(b' ');
-            let reason = match &r.status_code {
-                rsip::StatusCode::Other(_, reason) if reason != "Other" => reason.as_str(),
-                _ => super::message::reason_phrase(code),
-            };
-            out.extend_from_slice(reason.as_bytes());
+            out.extend_from_slice(reason_of(&r.status_code).as_bytes());
         }
     }
     out.extend_from_slice(b"\r\n");
@@ -297,6 +307,11 @@ mod tests {
                 body: b"\x00\xffbody".to_vec(),
             };
             let text = write_message(&SipMessage::Response(resp));
+            assert_eq!(
+                text.capacity(),
+                text.len(),
+                "sized exactly: kept without shrinking"
+            );
             let reason = super::super::message::reason_phrase(code);
             assert!(
                 text.starts_with(format!("SIP/2.0 {code} {reason}\r\nAccept: v\r\n").as_bytes())

@@ -467,10 +467,28 @@ pub(super) fn tokenize(raw: &[u8]) -> Result<Head<'_>, ParseError> {
         raw: head_bytes,
         text,
     });
-    let mut has_bracket = head.start_line.contains(&b'[');
+    let (fields, declared) = check_fields(head.fields, utf8_head)?;
+    let has_bracket = head.start_line.contains(&b'[')
+        || fields
+            .iter()
+            .any(|f| memchr::memchr(b'[', f.value.as_bytes()).is_some());
+    Ok(Head {
+        start,
+        fields,
+        body: datagram_body(body, declared)?,
+        has_bracket,
+    })
+}
+
+/// Check each field line in order; the fields and the Content-Length they
+/// declare.
+fn check_fields<'a>(
+    lines: Vec<Cow<'a, [u8]>>,
+    utf8_head: Option<Utf8Head<'a>>,
+) -> Result<(Vec<Field<'a>>, Option<usize>), ParseError> {
     let mut declared = None;
-    let mut fields = Vec::with_capacity(head.fields.len().saturating_add(2));
-    for line in head.fields {
+    let mut fields = Vec::with_capacity(lines.len().saturating_add(2));
+    for line in lines {
         let field = match line {
             Cow::Borrowed(line) => {
                 let (name, value) = parse_field_within(line, utf8_head)?;
@@ -490,16 +508,9 @@ pub(super) fn tokenize(raw: &[u8]) -> Result<Head<'_>, ParseError> {
         if field.name.eq_ignore_ascii_case("Content-Length") {
             declared = merge_content_length(declared, field.value.as_bytes())?;
         }
-        has_bracket |= memchr::memchr(b'[', field.value.as_bytes()).is_some();
         push_field(&mut fields, field);
     }
-    let body = datagram_body(body, declared)?;
-    Ok(Head {
-        start,
-        fields,
-        body,
-        has_bracket,
-    })
+    Ok((fields, declared))
 }
 
 /// Add a field. A Via value carrying several elements becomes one field per

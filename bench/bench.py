@@ -252,8 +252,10 @@ NO_RECORDING = "[recording]\nenabled = false\n"
 class Denwa:
     label = "denwa"
 
-    def __init__(self, binary, workdir, first, last, rtp=(16000, 32000), sip_extra="",
-                 sections=""):
+    def __init__(
+        self, binary, workdir, first, last, rtp=(16000, 32000), sip_extra="", wrap=(),
+        start_s=20, sections="",
+    ):
         self.dir = os.path.join(workdir, "denwa")
         os.makedirs(self.dir)
         self.port = free_port()
@@ -277,11 +279,11 @@ class Denwa:
             f.write(cfg)
         self.proc = Proc(
             "denwa",
-            [binary, "run", "--config", self.config],
+            [*wrap, binary, "run", "--config", self.config],
             3600,
             os.path.join(self.dir, "denwa.log"),
         )
-        if not (sip_ping(self.port) and self.http_get("/healthz")):
+        if not (sip_ping(self.port, start_s) and self.http_get("/healthz")):
             self.proc.stop()
             raise RuntimeError("denwa did not start:\n" + self.proc.tail())
 

@@ -25,11 +25,35 @@ fn exercise(raw: &[u8]) -> Result<rsip::SipMessage, ParseError> {
             "parse fails as normalise did"
         );
     }
+    if let Ok(text) = &normalised {
+        check_same_as_rsip(text, &parsed);
+    }
     match &parsed {
         Ok(msg) => check_accepted(msg),
         Err(err) => check_answer(raw, err),
     }
     parsed
+}
+
+/// `parse` builds the rsip message itself: it must be the one rsip's own
+/// parser makes of the normalised text, and be refused when rsip refuses it.
+fn check_same_as_rsip(normalised: &[u8], parsed: &Result<rsip::SipMessage, ParseError>) {
+    let theirs = std::panic::catch_unwind(|| rsip::SipMessage::try_from(normalised));
+    match (theirs, parsed) {
+        (Ok(Ok(theirs)), Ok(ours)) => assert_eq!(ours, &theirs),
+        (Ok(Ok(_)), Err(err)) => assert!(
+            matches!(
+                err,
+                ParseError::MissingHeader(_)
+                    | ParseError::DuplicateHeader(_)
+                    | ParseError::InvalidHeader(_)
+                    | ParseError::CSeqMethodMismatch
+            ),
+            "refused what rsip parses: {err}"
+        ),
+        (_, Ok(ours)) => panic!("accepted what rsip refuses: {ours}"),
+        (_, Err(_)) => {}
+    }
 }
 
 /// An accepted message has every mandatory header, and serialising it gives

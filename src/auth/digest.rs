@@ -10,6 +10,8 @@
 //! nonces or count failures (that is [`super::Authenticator`]'s job), and it
 //! never panics on attacker-controlled input.
 
+use std::borrow::Cow;
+
 use md5::Md5;
 use sha2::{Digest, Sha256};
 
@@ -79,7 +81,7 @@ fn hex_of<D: Digest>(parts: &[&str]) -> String {
     for p in parts {
         hasher.update(p.as_bytes());
     }
-    hex::encode(hasher.finalize())
+    super::nonce::hex_string(&hasher.finalize())
 }
 
 /// Quality of protection. Only `auth` is supported.
@@ -89,53 +91,48 @@ pub enum Qop {
 }
 
 /// Parsed digest credentials (RFC 7616 §3.4). Values are unquoted and
-/// unescaped; `nc` is kept as sent because it is hashed verbatim.
+/// unescaped, borrowed from the header value unless an escape had to be
+/// removed; `nc` is kept as sent because it is hashed verbatim.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Credentials {
-    pub username: String,
-    pub realm: String,
-    pub nonce: String,
-    pub uri: String,
-    pub response: String,
+pub struct Credentials<'a> {
+    pub username: Cow<'a, str>,
+    pub realm: Cow<'a, str>,
+    pub nonce: Cow<'a, str>,
+    pub uri: Cow<'a, str>,
+    pub response: Cow<'a, str>,
     pub algorithm: Algorithm,
-    pub cnonce: Option<String>,
+    pub cnonce: Option<Cow<'a, str>>,
     pub qop: Option<Qop>,
-    pub nc: Option<String>,
-    pub opaque: Option<String>,
+    pub nc: Option<Cow<'a, str>>,
+    pub opaque: Option<Cow<'a, str>>,
 }
 
-impl Credentials {
-    /// Parse a `Digest ...` credentials value. Parameter names are
-    /// case-insensitive, in any order, values are tokens or quoted strings.
-    pub fn parse(value: &str) -> Result<Credentials, DigestError> {
-        let params = parse_params(value)?;
-        let take = |name: &'static str| -> Option<String> {
-            params
-                .iter()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-        };
-        let required = |name: &'static str| take(name).ok_or(DigestError::Missing(name));
-        let algorithm = match take("algorithm") {
+impl<'a> Credentials<'a> {
+    /// Parse a `Digest ...` credentials value in one pass. Parameter names
+    /// are case-insensitive, in any order, values are tokens or quoted
+    /// strings; a parameter may appear once.
+    pub fn parse(value: &'a str) -> Result<Credentials<'a>, DigestError> {
+        let mut p = parse_params(value)?;
+        let algorithm = match p.take(Param::Algorithm) {
             Some(a) => Algorithm::from_token(&a)?,
             None => Algorithm::Md5,
         };
-        let qop = match take("qop") {
+        let qop = match p.take(Param::Qop) {
             None => None,
             Some(q) if q.eq_ignore_ascii_case("auth") => Some(Qop::Auth),
             Some(q) => return Err(DigestError::Unsupported(format!("qop {q}"))),
         };
         let creds = Credentials {
-            username: required("username")?,
-            realm: required("realm")?,
-            nonce: required("nonce")?,
-            uri: required("uri")?,
-            response: required("response")?,
+            username: p.required(Param::Username)?,
+            realm: p.required(Param::Realm)?,
+            nonce: p.required(Param::Nonce)?,
+            uri: p.required(Param::Uri)?,
+            response: p.required(Param::Response)?,
             algorithm,
-            cnonce: take("cnonce"),
+            cnonce: p.take(Param::Cnonce),
             qop,
-            nc: take("nc"),
-            opaque: take("opaque"),
+            nc: p.take(Param::Nc),
+            opaque: p.take(Param::Opaque),
         };
         creds.check_qop_params()?;
         Ok(creds)
@@ -166,9 +163,56 @@ impl Credentials {
     }
 }
 
-/// Split `Digest k=v, k="v", ...` into lower-cased names and unquoted values.
-fn parse_params(value: &str) -> Result<Vec<(String, String)>, DigestError> {
+/// The parameters denwa reads, in the order of [`PARAM_NAMES`].
+#[derive(Debug, Clone, Copy)]
+enum Param {
+    Username,
+    Realm,
+    Nonce,
+    Uri,
+    Response,
+    Algorithm,
+    Cnonce,
+    Qop,
+    Nc,
+    Opaque,
+}
+
+const PARAM_NAMES: [&str; 10] = [
+    "username",
+    "realm",
+    "nonce",
+    "uri",
+    "response",
+    "algorithm",
+    "cnonce",
+    "qop",
+    "nc",
+    "opaque",
+];
+
+/// The values of one credentials header, by parameter.
+#[derive(Debug, Default)]
+struct Params<'a> {
+    known: [Option<Cow<'a, str>>; 10],
+}
+
+impl<'a> Params<'a> {
+    fn take(&mut self, param: Param) -> Option<Cow<'a, str>> {
+        self.known.get_mut(param as usize).and_then(Option::take)
+    }
+
+    fn required(&mut self, param: Param) -> Result<Cow<'a, str>, DigestError> {
+        let name = PARAM_NAMES.get(param as usize).copied().unwrap_or("?");
+        self.take(param).ok_or(DigestError::Missing(name))
+    }
+}
+
+/// Split `Digest k=v, k="v", ...` into the known parameters' unquoted
+/// values; other parameters are checked and skipped.
+fn parse_params(value: &str) -> Result<Params<'_>, DigestError> {
     let mut p = Parser {
+        text: value,
         s: value.as_bytes(),
         pos: 0,
     };
@@ -177,16 +221,14 @@ fn parse_params(value: &str) -> Result<Vec<(String, String)>, DigestError> {
     if !scheme.eq_ignore_ascii_case("Digest") {
         return Err(DigestError::NotDigest);
     }
-    let mut params: Vec<(String, String)> = Vec::new();
+    let mut params = Params::default();
+    let mut others: Vec<&str> = Vec::new();
     loop {
         p.skip_ws_and_commas();
         if p.at_end() {
             break;
         }
-        let name = p
-            .token()
-            .ok_or(DigestError::Malformed)?
-            .to_ascii_lowercase();
+        let name = p.token().ok_or(DigestError::Malformed)?;
         p.skip_ws();
         if !p.eat(b'=') {
             return Err(DigestError::Malformed);
@@ -194,12 +236,28 @@ fn parse_params(value: &str) -> Result<Vec<(String, String)>, DigestError> {
         p.skip_ws();
         let value = match p.peek() {
             Some(b'"') => p.quoted()?,
-            _ => p.token().ok_or(DigestError::Malformed)?,
+            _ => Cow::Borrowed(p.token().ok_or(DigestError::Malformed)?),
         };
-        if params.iter().any(|(k, _)| *k == name) {
-            return Err(DigestError::Duplicate(name));
+        let duplicate = match PARAM_NAMES
+            .iter()
+            .position(|n| n.eq_ignore_ascii_case(name))
+        {
+            Some(i) => match params.known.get_mut(i) {
+                Some(slot @ None) => {
+                    *slot = Some(value);
+                    false
+                }
+                _ => true,
+            },
+            None if others.iter().any(|o| o.eq_ignore_ascii_case(name)) => true,
+            None => {
+                others.push(name);
+                false
+            }
+        };
+        if duplicate {
+            return Err(DigestError::Duplicate(name.to_ascii_lowercase()));
         }
-        params.push((name, value));
         p.skip_ws();
         if !p.at_end() && !p.eat(b',') {
             return Err(DigestError::Malformed);
@@ -208,14 +266,15 @@ fn parse_params(value: &str) -> Result<Vec<(String, String)>, DigestError> {
     Ok(params)
 }
 
-/// A byte cursor; splits only at ASCII delimiters, so every piece it returns
-/// is valid UTF-8 taken from the (valid UTF-8) input.
+/// A byte cursor over a `str`; it stops only at ASCII delimiters, so every
+/// piece it returns is a valid `str` slice of the input.
 struct Parser<'a> {
+    text: &'a str,
     s: &'a [u8],
     pos: usize,
 }
 
-impl Parser<'_> {
+impl<'a> Parser<'a> {
     fn peek(&self) -> Option<u8> {
         self.s.get(self.pos).copied()
     }
@@ -246,24 +305,36 @@ impl Parser<'_> {
     }
 
     /// RFC 7230 token characters (one or more).
-    fn token(&mut self) -> Option<String> {
+    fn token(&mut self) -> Option<&'a str> {
         let start = self.pos;
         while self.peek().is_some_and(is_tchar) {
             self.pos += 1;
         }
-        let bytes = self.s.get(start..self.pos)?;
-        if bytes.is_empty() {
+        if self.pos == start {
             return None;
         }
-        String::from_utf8(bytes.to_vec()).ok()
+        self.text.get(start..self.pos)
     }
 
     /// A quoted-string with `\` escapes; the cursor is on the opening quote.
-    fn quoted(&mut self) -> Result<String, DigestError> {
+    /// Borrowed from the input when it holds no escape.
+    fn quoted(&mut self) -> Result<Cow<'a, str>, DigestError> {
         if !self.eat(b'"') {
             return Err(DigestError::Malformed);
         }
-        let mut out = Vec::new();
+        let start = self.pos;
+        let rest = self.s.get(start..).unwrap_or_default();
+        let end = memchr::memchr2(b'"', b'\\', rest).ok_or(DigestError::Malformed)?;
+        if rest.get(end) == Some(&b'"') {
+            self.pos = start + end + 1;
+            return self
+                .text
+                .get(start..start + end)
+                .map(Cow::Borrowed)
+                .ok_or(DigestError::Malformed);
+        }
+        let mut out = rest.get(..end).unwrap_or_default().to_vec();
+        self.pos = start + end;
         loop {
             match self.peek() {
                 None => return Err(DigestError::Malformed),
@@ -283,20 +354,59 @@ impl Parser<'_> {
                 }
             }
         }
-        String::from_utf8(out).map_err(|_| DigestError::Malformed)
+        String::from_utf8(out)
+            .map(Cow::Owned)
+            .map_err(|_| DigestError::Malformed)
     }
 }
 
 /// RFC 7230 token characters, plus `/`, `:` and `@`, which some user agents
 /// leave unquoted in `uri=` and `nonce=` values.
 fn is_tchar(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~/:@".contains(&b)
+    TCHARS[usize::from(b)]
 }
+
+/// [`is_tchar`] as a table indexed by byte.
+const TCHARS: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        table[b] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'!' | b'#'
+                    | b'$'
+                    | b'%'
+                    | b'&'
+                    | b'\''
+                    | b'*'
+                    | b'+'
+                    | b'-'
+                    | b'.'
+                    | b'^'
+                    | b'_'
+                    | b'`'
+                    | b'|'
+                    | b'~'
+                    | b'/'
+                    | b':'
+                    | b'@'
+            );
+        b += 1;
+    }
+    table
+};
 
 /// Quote a value for a header parameter, escaping `"` and `\`.
 fn quote(value: &str) -> String {
     let mut out = String::with_capacity(value.len() + 2);
     out.push('"');
+    if !value.contains(['"', '\\']) {
+        out.push_str(value);
+        out.push('"');
+        return out;
+    }
     for c in value.chars() {
         if c == '"' || c == '\\' {
             out.push('\\');
@@ -321,12 +431,14 @@ pub fn challenge_headers(
     algs.dedup();
     algs.into_iter()
         .map(|alg| {
-            let mut v = format!(
-                "Digest realm={}, nonce={}, algorithm={}, qop=\"auth\"",
-                quote(realm),
-                quote(nonce),
-                alg.token()
-            );
+            let mut v = String::with_capacity(realm.len() + nonce.len() + 80);
+            v.push_str("Digest realm=");
+            v.push_str(&quote(realm));
+            v.push_str(", nonce=");
+            v.push_str(&quote(nonce));
+            v.push_str(", algorithm=");
+            v.push_str(alg.token());
+            v.push_str(", qop=\"auth\"");
             if stale {
                 v.push_str(", stale=true");
             }
@@ -480,7 +592,7 @@ mod tests {
             );
         }
         let base = "Digest username=a, realm=r, nonce=n, uri=u, response=x";
-        let more = |extra: &str| Credentials::parse(&format!("{base}, {extra}"));
+        let more = |extra: &str| Credentials::parse(&format!("{base}, {extra}")).map(|_| ());
         assert!(matches!(
             more("algorithm=MD5-sess"),
             Err(DigestError::Unsupported(_))
@@ -538,14 +650,16 @@ mod tests {
             realm: "denwa".into(),
             nonce: "abc".into(),
             uri: "sip:pbx.example".into(),
-            response: String::new(),
+            response: Cow::Borrowed(""),
             algorithm: Algorithm::Sha256,
             cnonce: Some("xyz".into()),
             qop: Some(Qop::Auth),
             nc: Some("00000002".into()),
             opaque: None,
         };
-        c.response = expected_response(&c, "REGISTER", "s3cret").unwrap_or_default();
+        c.response = expected_response(&c, "REGISTER", "s3cret")
+            .unwrap_or_default()
+            .into();
         assert_eq!(c.response.len(), 64);
         assert!(verify(&c, "REGISTER", "s3cret"));
         c.nc = None;

@@ -34,7 +34,9 @@ use std::time::{Duration, Instant};
 use rsip::prelude::*;
 use rsip::{Header, Request, Response};
 
-use crate::sip::message::{call_id, finish, response_for, tag_of};
+use crate::sip::message::{
+    call_id, finish, from_value, method_name, response_for, tag_of, to_value, uri_of, user_of,
+};
 pub use digest::{challenge_headers, verify, Algorithm, Credentials, DigestError};
 pub use lockout::{Lockout, LockoutConfig};
 pub use nonce::{NonceIssuer, NonceStatus};
@@ -204,11 +206,11 @@ impl Authenticator {
 
     /// Authenticate `req` from `source`. `lookup` maps a username to its
     /// password; `now` drives the lockout, `now_unix_ms` the nonces.
-    pub fn authenticate(
+    pub fn authenticate<'p>(
         &mut self,
         req: &Request,
         source: IpAddr,
-        lookup: impl Fn(&str) -> Option<String>,
+        lookup: impl Fn(&str) -> Option<&'p str>,
         now: Instant,
         now_unix_ms: u64,
         kind: ChallengeKind,
@@ -245,23 +247,22 @@ impl Authenticator {
     }
 
     /// Check the credentials of `req`, if any, without lockout policy.
-    fn verdict(
+    fn verdict<'p>(
         &mut self,
         req: &Request,
         kind: ChallengeKind,
-        lookup: impl Fn(&str) -> Option<String>,
+        lookup: impl Fn(&str) -> Option<&'p str>,
         now_unix_ms: u64,
     ) -> Verdict {
-        let values: Vec<&str> = req
+        let mut values = req
             .headers
             .iter()
             .filter_map(|h| kind.credentials_value(h))
-            .collect();
-        if values.is_empty() {
+            .peekable();
+        if values.peek().is_none() {
             return Verdict::NoCredentials;
         }
         let Some(creds) = values
-            .iter()
             .filter_map(|v| Credentials::parse(v).ok())
             .find(|c| c.realm == self.config.realm)
         else {
@@ -275,22 +276,22 @@ impl Authenticator {
         let known = password.is_some();
         let right = verify(
             &creds,
-            req.method.to_string().as_str(),
-            password.as_deref().unwrap_or(DUMMY_PASSWORD),
+            method_name(&req.method),
+            password.unwrap_or(DUMMY_PASSWORD),
         );
         if !(right & known) {
             return Verdict::Failed;
         }
         match self.issuer.check(&creds.nonce, now_unix_ms) {
             NonceStatus::Valid if self.fresh_count(&creds, now_unix_ms) => {
-                Verdict::Verified(creds.username)
+                Verdict::Verified(creds.username.into_owned())
             }
             _ => Verdict::StaleButRight,
         }
     }
 
     /// False when a qop=auth nonce-count was already used with this nonce.
-    fn fresh_count(&mut self, creds: &Credentials, now_unix_ms: u64) -> bool {
+    fn fresh_count(&mut self, creds: &Credentials<'_>, now_unix_ms: u64) -> bool {
         match (creds.qop, creds.nonce_count()) {
             (None, _) => true,
             (Some(_), None) => false,
@@ -348,22 +349,17 @@ impl Authenticator {
     /// retransmissions, unguessable without the secret.
     fn to_tag(&self, req: &Request) -> String {
         let cid = call_id(&req.headers).unwrap_or("");
-        let from_tag = req
-            .from_header()
-            .ok()
-            .and_then(|f| tag_of(f.value()))
-            .unwrap_or("");
+        let from_tag = from_value(&req.headers).and_then(tag_of).unwrap_or("");
         let mac = self
             .tag_key
             .mac(&[b"denwa-to-tag", cid.as_bytes(), b"\0", from_tag.as_bytes()]);
-        hex::encode(&mac[..8])
+        nonce::hex_string(&mac[..8])
     }
 }
 
 /// The user part of the To URI (the address of record of a REGISTER).
 fn to_user(req: &Request) -> Option<String> {
-    let to = req.to_header().ok()?.typed().ok()?;
-    to.uri.user().map(str::to_owned)
+    user_of(uri_of(to_value(&req.headers)?)).map(str::to_owned)
 }
 
 #[cfg(test)]
@@ -389,8 +385,8 @@ mod tests {
         }
     }
 
-    fn lookup(user: &str) -> Option<String> {
-        (user == "1001").then(|| "s3cret".to_string())
+    fn lookup(user: &str) -> Option<&'static str> {
+        (user == "1001").then_some("s3cret")
     }
 
     fn ip(last: u8) -> IpAddr {
@@ -429,14 +425,16 @@ mod tests {
             realm: "pbx.example".into(),
             nonce: nonce.into(),
             uri: "sip:pbx.example".into(),
-            response: String::new(),
+            response: "".into(),
             algorithm: alg,
             cnonce: Some("0a4f113b".into()),
             qop: Some(digest::Qop::Auth),
-            nc: Some(format!("{nc:08x}")),
+            nc: Some(format!("{nc:08x}").into()),
             opaque: None,
         };
-        c.response = digest::expected_response(&c, method, password).unwrap_or_default();
+        c.response = digest::expected_response(&c, method, password)
+            .unwrap_or_default()
+            .into();
         format!(
             "Digest username=\"{}\", realm=\"pbx.example\", nonce=\"{}\", uri=\"sip:pbx.example\", \
              response=\"{}\", algorithm={}, cnonce=\"0a4f113b\", qop=auth, nc={:08x}",

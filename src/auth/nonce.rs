@@ -128,9 +128,10 @@ impl NonceIssuer {
         header[..8].copy_from_slice(&now_unix_ms.to_be_bytes());
         header[8..].copy_from_slice(&self.sequence.to_be_bytes());
         let tag = self.tag(&header);
-        let mut nonce = hex::encode(header);
-        nonce.push_str(&hex::encode(tag));
-        nonce
+        let mut raw = [0u8; HEADER_LEN + TAG_LEN];
+        raw[..HEADER_LEN].copy_from_slice(&header);
+        raw[HEADER_LEN..].copy_from_slice(&tag);
+        hex_string(&raw)
     }
 
     /// Whether `nonce` is ours, and if so whether it is still fresh.
@@ -166,14 +167,33 @@ impl NonceIssuer {
     }
 }
 
-fn split_nonce(nonce: &str) -> Option<([u8; HEADER_LEN], [u8; TAG_LEN])> {
+/// The bytes a nonce's hex stands for, when it is a well-formed nonce.
+fn nonce_bytes(nonce: &str) -> Option<[u8; HEADER_LEN + TAG_LEN]> {
     if nonce.len() != NONCE_HEX_LEN {
         return None;
     }
-    let bytes = hex::decode(nonce).ok()?;
-    let header: [u8; HEADER_LEN] = bytes.get(..HEADER_LEN)?.try_into().ok()?;
-    let tag: [u8; TAG_LEN] = bytes.get(HEADER_LEN..)?.try_into().ok()?;
+    let mut raw = [0u8; HEADER_LEN + TAG_LEN];
+    hex::decode_to_slice(nonce, &mut raw).ok()?;
+    Some(raw)
+}
+
+fn split_nonce(nonce: &str) -> Option<([u8; HEADER_LEN], [u8; TAG_LEN])> {
+    let raw = nonce_bytes(nonce)?;
+    let header: [u8; HEADER_LEN] = raw.get(..HEADER_LEN)?.try_into().ok()?;
+    let tag: [u8; TAG_LEN] = raw.get(HEADER_LEN..)?.try_into().ok()?;
     Some((header, tag))
+}
+
+/// Lower-case hex of `bytes`, without going through `char`s.
+pub(crate) fn hex_string(bytes: &[u8]) -> String {
+    let mut buf = [0u8; 128];
+    let Some(out) = buf.get_mut(..bytes.len().saturating_mul(2)) else {
+        return hex::encode(bytes);
+    };
+    match hex::encode_to_slice(bytes, out) {
+        Ok(()) => std::str::from_utf8(out).map_or_else(|_| hex::encode(bytes), str::to_owned),
+        Err(_) => hex::encode(bytes),
+    }
 }
 
 fn timestamp_of(header: &[u8; HEADER_LEN]) -> u64 {
@@ -186,18 +206,61 @@ fn timestamp_of(header: &[u8; HEADER_LEN]) -> u64 {
 #[derive(Debug, Clone)]
 pub struct NonceCounts {
     max_tracked: usize,
-    /// nonce → (issued at unix ms, highest nc accepted)
-    seen: HashMap<String, (u64, u32)>,
+    /// nonce (its bytes) → (issued at unix ms, highest nc accepted)
+    seen: HashMap<NonceId, (u64, u32), TagHash>,
     /// The nonces of `seen` in the order they were first accepted, oldest
     /// first: eviction takes from the front, so it costs O(1) per nonce.
-    order: VecDeque<String>,
+    order: VecDeque<NonceId>,
+}
+
+/// A nonce as the bytes its hex stands for.
+type NonceId = [u8; HEADER_LEN + TAG_LEN];
+
+/// Hashes a [`NonceId`] by bytes of its tag: only nonces we issued (tags of
+/// our keyed MAC, unpredictable to peers) are ever stored, so the tag is as
+/// good as a keyed hash, and costs nothing to compute.
+#[derive(Debug, Clone, Copy, Default)]
+struct TagHash;
+
+impl std::hash::BuildHasher for TagHash {
+    type Hasher = TagHasher;
+
+    fn build_hasher(&self) -> TagHasher {
+        TagHasher(0)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct TagHasher(u64);
+
+impl std::hash::Hasher for TagHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    /// A [`NonceId`] arrives here whole (after its length): take eight bytes
+    /// of its tag; anything shorter is mixed in.
+    fn write(&mut self, bytes: &[u8]) {
+        let tag = bytes
+            .get(HEADER_LEN..HEADER_LEN + 8)
+            .and_then(|b| <[u8; 8]>::try_from(b).ok());
+        match tag {
+            Some(tag) => self.0 ^= u64::from_le_bytes(tag),
+            None => {
+                for b in bytes {
+                    self.0 =
+                        (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                }
+            }
+        }
+    }
 }
 
 impl NonceCounts {
     pub fn new(max_tracked: usize) -> Self {
         NonceCounts {
             max_tracked: max_tracked.max(1),
-            seen: HashMap::new(),
+            seen: HashMap::default(),
             order: VecDeque::new(),
         }
     }
@@ -206,21 +269,24 @@ impl NonceCounts {
     /// `nc` is not higher than one already accepted for the same nonce (a
     /// replay, or a client that reuses counts: either way, re-challenge).
     pub fn accept(&mut self, nonce: &str, nc: u32, now_unix_ms: u64, ttl: Duration) -> bool {
-        if let Some((_, highest)) = self.seen.get_mut(nonce) {
+        let Some(id) = nonce_bytes(nonce) else {
+            return false;
+        };
+        if let Some((_, highest)) = self.seen.get_mut(&id) {
             if nc <= *highest {
                 return false;
             }
             *highest = nc;
             return true;
         }
-        let Some(issued) = NonceIssuer::issued_at(nonce) else {
-            return false;
-        };
+        let mut stamp = [0u8; 8];
+        stamp.copy_from_slice(&id[..8]);
+        let issued = u64::from_be_bytes(stamp);
         if self.seen.len() >= self.max_tracked {
             self.make_room(now_unix_ms, ttl);
         }
-        self.seen.insert(nonce.to_owned(), (issued, nc));
-        self.order.push_back(nonce.to_owned());
+        self.seen.insert(id, (issued, nc));
+        self.order.push_back(id);
         true
     }
 
@@ -270,6 +336,14 @@ mod tests {
             hex::encode(mac),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
+    }
+
+    #[test]
+    fn hex_strings_are_lower_case() {
+        assert_eq!(hex_string(&[0x00, 0xab, 0x5f]), "00ab5f");
+        assert_eq!(hex_string(&[]), "");
+        let long = [0xffu8; 100];
+        assert_eq!(hex_string(&long), "ff".repeat(100));
     }
 
     #[test]

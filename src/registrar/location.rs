@@ -25,6 +25,9 @@ pub struct Binding {
     pub contact_uri: String,
     /// Unix seconds at which the binding expires.
     pub expires_at_unix: u64,
+    /// The expiry the store holds for this binding, which may lag
+    /// `expires_at_unix` (see [`super::storage`]).
+    pub stored_expires_at_unix: u64,
     /// Where the REGISTER came from and the socket it arrived on: requests
     /// for this contact go back the same way (it is usually behind NAT).
     pub received: Peer,
@@ -66,10 +69,16 @@ impl Location {
 
     /// The live bindings of `user`, in registration order.
     pub fn lookup(&self, user: &str, now_unix: u64) -> Vec<Binding> {
+        self.live(user, now_unix).cloned().collect()
+    }
+
+    /// The live bindings of `user`, in registration order, without copies.
+    pub fn live<'a>(&'a self, user: &str, now_unix: u64) -> impl Iterator<Item = &'a Binding> {
         self.aors
             .get(user)
-            .map(|bs| bs.iter().filter(|b| b.is_live(now_unix)).cloned().collect())
-            .unwrap_or_default()
+            .into_iter()
+            .flatten()
+            .filter(move |b| b.is_live(now_unix))
     }
 
     /// The binding of `user` for `contact_uri`, live or not.
@@ -82,7 +91,12 @@ impl Location {
 
     /// Insert the binding, replacing any with the same Contact URI.
     pub fn upsert(&mut self, user: &str, binding: Binding) {
-        let bindings = self.aors.entry(user.to_owned()).or_default();
+        if !self.aors.contains_key(user) {
+            self.aors.insert(user.to_owned(), Vec::new());
+        }
+        let Some(bindings) = self.aors.get_mut(user) else {
+            return;
+        };
         match bindings
             .iter_mut()
             .find(|b| b.contact_uri == binding.contact_uri)
@@ -172,6 +186,7 @@ mod tests {
         Binding {
             contact_uri: contact.into(),
             expires_at_unix,
+            stored_expires_at_unix: expires_at_unix,
             received: peer(),
             call_id: "cid".into(),
             cseq: 5,

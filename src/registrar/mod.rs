@@ -12,18 +12,17 @@
 //! Pure: no clock (`now_unix` is a parameter), no I/O, no authentication.
 
 pub mod location;
-
-use std::net::SocketAddr;
+pub mod storage;
 
 use rsip::prelude::*;
 use rsip::{Header, Request, Response};
 use sha2::{Digest, Sha256};
 
 use crate::config::RegistrarConfig;
-use crate::sip::message::{call_id, cseq, finish, response_for, tag_of};
+use crate::sip::message::{call_id, cseq, finish, from_value, push_decimal, response_for, tag_of};
 use crate::sip::Peer;
-use crate::store::PersistedBinding;
 pub use location::{Binding, Location};
+pub use storage::{from_persisted, stored_expiry_cutoff, to_persisted, STORE_LAG_SECS};
 
 /// Most bindings one address of record may hold (memory bound per user).
 pub const MAX_CONTACTS_PER_AOR: usize = 16;
@@ -223,15 +222,19 @@ impl Registrar {
         seq: u32,
         now_unix: u64,
     ) -> Result<(), RegisterError> {
-        let live = self.location.lookup(user, now_unix);
         let out_of_order = plan.iter().any(|(uri, _)| {
-            live.iter()
+            self.location
+                .live(user, now_unix)
                 .any(|b| b.contact_uri == *uri && !b.accepts_update(call_id, seq))
         });
         if out_of_order {
             return Err(RegisterError::OutOfOrder);
         }
-        let mut after: Vec<&str> = live.iter().map(|b| b.contact_uri.as_str()).collect();
+        let mut after: Vec<&str> = self
+            .location
+            .live(user, now_unix)
+            .map(|b| b.contact_uri.as_str())
+            .collect();
         for (uri, expires) in plan {
             after.retain(|u| u != uri);
             if *expires != 0 {
@@ -262,19 +265,26 @@ impl Registrar {
                 }
                 continue;
             }
-            let binding = Binding {
+            let expires_at_unix = now_unix.saturating_add(u64::from(expires));
+            let mut binding = Binding {
                 contact_uri: uri,
-                expires_at_unix: now_unix.saturating_add(u64::from(expires)),
+                expires_at_unix,
+                stored_expires_at_unix: expires_at_unix,
                 received: received.source,
                 call_id: received.call_id.to_owned(),
                 cseq: received.cseq,
                 user_agent: received.user_agent.clone(),
             };
-            self.location.upsert(user, binding.clone());
-            changes.push(BindingChange::Upsert {
-                user: user.to_owned(),
-                binding,
-            });
+            let old = self.location.get(user, &binding.contact_uri);
+            if storage::must_store(old, &binding) {
+                changes.push(BindingChange::Upsert {
+                    user: user.to_owned(),
+                    binding: binding.clone(),
+                });
+            } else if let Some(old) = old {
+                binding.stored_expires_at_unix = old.stored_expires_at_unix;
+            }
+            self.location.upsert(user, binding);
         }
         changes
     }
@@ -288,8 +298,11 @@ impl Registrar {
         seq: u32,
         now_unix: u64,
     ) -> Result<Vec<BindingChange>, RegisterError> {
-        let live = self.location.lookup(user, now_unix);
-        if live.iter().any(|b| !b.accepts_update(call_id, seq)) {
+        if self
+            .location
+            .live(user, now_unix)
+            .any(|b| !b.accepts_update(call_id, seq))
+        {
             return Err(RegisterError::OutOfOrder);
         }
         if self.location.remove_all(user) == 0 {
@@ -303,8 +316,12 @@ impl Registrar {
     /// 200 OK listing every live binding with its remaining time (step 8).
     fn ok_response(&self, req: &Request, user: &str, now_unix: u64) -> Response {
         let mut resp = response_for(req, 200, Some(&self.to_tag(req)));
-        for b in self.location.lookup(user, now_unix) {
-            let value = format!("<{}>;expires={}", b.contact_uri, b.remaining(now_unix));
+        for b in self.location.live(user, now_unix) {
+            let mut value = String::with_capacity(b.contact_uri.len() + 24);
+            value.push('<');
+            value.push_str(&b.contact_uri);
+            value.push_str(">;expires=");
+            push_decimal(&mut value, b.remaining(now_unix));
             resp.headers
                 .push(Header::Contact(rsip::headers::Contact::new(value)));
         }
@@ -326,17 +343,13 @@ impl Registrar {
 
     /// A To tag stable for one registration (Call-ID and From tag).
     fn to_tag(&self, req: &Request) -> String {
-        let from_tag = req
-            .from_header()
-            .ok()
-            .and_then(|f| tag_of(f.value()))
-            .unwrap_or("");
+        let from_tag = from_value(&req.headers).and_then(tag_of).unwrap_or("");
         let mut h = Sha256::new();
         h.update(self.tag_salt);
         h.update(call_id(&req.headers).unwrap_or("").as_bytes());
         h.update([0u8]);
         h.update(from_tag.as_bytes());
-        hex::encode(&h.finalize()[..8])
+        crate::auth::nonce::hex_string(&h.finalize()[..8])
     }
 }
 
@@ -479,12 +492,32 @@ fn http_date(unix: u64) -> String {
     let month = MONTHS
         .get((month as usize).saturating_sub(1))
         .unwrap_or(&"Jan");
-    format!(
-        "{weekday}, {day:02} {month} {year} {:02}:{:02}:{:02} GMT",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
-    )
+    let mut out = String::with_capacity(29);
+    out.push_str(weekday);
+    out.push_str(", ");
+    push_two_digits(&mut out, day);
+    out.push(' ');
+    out.push_str(month);
+    out.push(' ');
+    push_decimal(&mut out, year);
+    for (sep, n) in [
+        (' ', secs / 3600),
+        (':', secs % 3600 / 60),
+        (':', secs % 60),
+    ] {
+        out.push(sep);
+        push_two_digits(&mut out, n);
+    }
+    out.push_str(" GMT");
+    out
+}
+
+/// Append `n` (below 100) with a leading zero.
+fn push_two_digits(out: &mut String, n: u64) {
+    if n < 10 {
+        out.push('0');
+    }
+    push_decimal(out, n);
 }
 
 /// (year, month 1–12, day 1–31) of a count of days since 1970-01-01, by
@@ -500,41 +533,6 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + u64::from(month <= 2);
     (year, month, day)
-}
-
-/// A binding as stored by [`crate::store`].
-pub fn to_persisted(user: &str, binding: &Binding) -> PersistedBinding {
-    PersistedBinding {
-        user: user.to_owned(),
-        contact_uri: binding.contact_uri.clone(),
-        expires_at_unix: i64::try_from(binding.expires_at_unix).unwrap_or(i64::MAX),
-        transport: binding.received.transport,
-        remote_addr: binding.received.remote.to_string(),
-        local_addr: binding.received.local.to_string(),
-        call_id: binding.call_id.clone(),
-        cseq: binding.cseq,
-        user_agent: binding.user_agent.clone(),
-    }
-}
-
-/// A stored binding back as (user, binding), for [`Registrar::restore`];
-/// `None` if its addresses do not parse.
-pub fn from_persisted(p: &PersistedBinding) -> Option<(String, Binding)> {
-    let remote: SocketAddr = p.remote_addr.parse().ok()?;
-    let local: SocketAddr = p.local_addr.parse().ok()?;
-    let binding = Binding {
-        contact_uri: p.contact_uri.clone(),
-        expires_at_unix: u64::try_from(p.expires_at_unix).unwrap_or(0),
-        received: Peer {
-            transport: p.transport,
-            remote,
-            local,
-        },
-        call_id: p.call_id.clone(),
-        cseq: p.cseq,
-        user_agent: p.user_agent.clone(),
-    };
-    Some((p.user.clone(), binding))
 }
 
 #[cfg(test)]
@@ -658,6 +656,37 @@ mod tests {
         let req = register("c1", 3, "Contact: <sip:a@x>;expires=90\r\nExpires: 120\r\n");
         let out = r.handle_register(&req, "1001", peer(), NOW + 200);
         assert_eq!(contacts_of(&out.response), vec!["<sip:a@x>;expires=90"]);
+    }
+
+    #[test]
+    fn frequent_refreshes_reach_the_store_only_when_the_expiry_moved_far() {
+        let mut r = registrar();
+        let req = |seq| register("c1", seq, "Contact: <sip:a@x>\r\n");
+        let stored = |out: &RegisterOutcome| match out.changes.as_slice() {
+            [BindingChange::Upsert { binding, .. }] => Some(binding.expires_at_unix),
+            [] => None,
+            other => panic!("unexpected changes {other:?}"),
+        };
+        assert_eq!(
+            stored(&r.handle_register(&req(1), "1001", peer(), NOW)),
+            Some(NOW + 600)
+        );
+        let out = r.handle_register(&req(2), "1001", peer(), NOW + STORE_LAG_SECS);
+        assert_eq!(stored(&out), None, "the store lags by the allowed amount");
+        assert_eq!(contacts_of(&out.response), vec!["<sip:a@x>;expires=600"]);
+        assert_eq!(
+            r.lookup("1001", NOW)[0].expires_at_unix,
+            NOW + STORE_LAG_SECS + 600
+        );
+        let later = NOW + STORE_LAG_SECS + 1;
+        assert_eq!(
+            stored(&r.handle_register(&req(3), "1001", peer(), later)),
+            Some(later + 600)
+        );
+        // Moving to another source port is always written.
+        let mut moved = peer();
+        moved.remote.set_port(40002);
+        assert!(stored(&r.handle_register(&req(4), "1001", moved, later)).is_some());
     }
 
     #[test]
@@ -895,9 +924,8 @@ mod tests {
             panic!("expected an upsert");
         };
         let stored = to_persisted("1001", binding);
-        assert_eq!(stored.remote_addr, "203.0.113.5:40000");
         let (user, back) = from_persisted(&stored).expect("round trip");
-        assert_eq!(&back, binding);
+        assert_eq!(back.stored_expires_at_unix, binding.expires_at_unix);
         let mut fresh = registrar();
         fresh.restore(&user, back);
         assert_eq!(fresh.location().lookup("1001", NOW).len(), 1);

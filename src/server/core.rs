@@ -23,7 +23,7 @@ use crate::sip::transaction::{TransactionEvent, TransactionKey, TransactionLayer
 use crate::sip::Peer;
 use crate::store::{self, Store};
 
-use super::transport::Transports;
+use super::transport::{Transports, UdpInbox};
 
 /// Everything the core task is fed from outside.
 // Messages are nearly all of the traffic: boxing them would cost an
@@ -99,11 +99,13 @@ impl Core {
         }
     }
 
-    /// Run until both input channels close.
+    /// Run until both input channels close. UDP datagrams are read from
+    /// `udp` here, in this task (see [`UdpInbox`]).
     pub async fn run(
         mut self,
         mut input: mpsc::Receiver<CoreInput>,
         mut commands: mpsc::UnboundedReceiver<CallCommand>,
+        mut udp: UdpInbox,
     ) {
         let mut housekeeping = tokio::time::interval(Duration::from_secs(5));
         loop {
@@ -128,8 +130,17 @@ impl Core {
                     }
                     None => break,
                 },
-                _ = sleep_until(deadline) => {}
                 _ = housekeeping.tick() => self.housekeeping(),
+                // Polled after the channels and housekeeping: a UDP flood
+                // cannot starve a Drain, a TCP peer or the purge.
+                index = udp.readable() => {
+                    let transports = self.transports.clone();
+                    udp.read(index, &transports, |msg, peer| {
+                        self.txl.handle_message(msg, peer, Instant::now());
+                        self.flush();
+                    });
+                }
+                _ = sleep_until(deadline) => {}
             }
             self.txl.handle_timeout(Instant::now());
             self.flush();
@@ -141,8 +152,10 @@ impl Core {
         let now_unix = unix_ms() / 1000;
         let gone = self.registrar.purge_expired(now_unix);
         if !gone.is_empty() {
+            // The store's expiries may lag: purge only what is gone for sure.
+            let cutoff = crate::registrar::stored_expiry_cutoff(now_unix);
             let _ = self.store.submit(store::WriteOp::PurgeExpiredBindings {
-                now_unix: now_unix as i64,
+                now_unix: i64::try_from(cutoff).unwrap_or(i64::MAX),
             });
         }
         self.ctx
@@ -292,15 +305,13 @@ impl Core {
         from: Peer,
         cancels: Option<TransactionKey>,
     ) {
-        let call_id = message::call_id(&req.headers).map(str::to_owned);
-        let in_dialog = req
-            .to_header()
-            .ok()
-            .and_then(|t| message::tag_of(t.value()).map(|_| ()))
-            .is_some();
         if req.method == Method::Register {
             return self.handle_register(key, req, from);
         }
+        let call_id = message::call_id(&req.headers).map(str::to_owned);
+        let in_dialog = message::to_value(&req.headers)
+            .and_then(message::tag_of)
+            .is_some();
         // Anything for a call that exists goes to its actor.
         if call_id
             .as_deref()
@@ -343,7 +354,7 @@ impl Core {
         let outcome = self.auth.authenticate(
             &req,
             from.remote.ip(),
-            |user| extensions.get(user).map(|e| e.password.clone()),
+            |user| extensions.get(user).map(|e| e.password.as_str()),
             now,
             ms,
             ChallengeKind::Www,
@@ -406,7 +417,7 @@ impl Core {
         let outcome = self.auth.authenticate(
             &req,
             from.remote.ip(),
-            |user| extensions.get(user).map(|e| e.password.clone()),
+            |user| extensions.get(user).map(|e| e.password.as_str()),
             now,
             unix_ms(),
             ChallengeKind::Proxy,

@@ -111,7 +111,9 @@ pub async fn run(source: ConfigSource, config: Config) -> anyhow::Result<()> {
     let mut registrar = Registrar::new(config.registrar);
     let restored = {
         let reader = store.reader()?;
-        reader.load_bindings(unix_now() as i64)?
+        // Stored expiries may lag the real ones (see registrar::storage).
+        let cutoff = crate::registrar::stored_expiry_cutoff(unix_now());
+        reader.load_bindings(i64::try_from(cutoff).unwrap_or(i64::MAX))?
     };
     let count = restored.len();
     for b in restored {
@@ -144,19 +146,9 @@ pub async fn run(source: ConfigSource, config: Config) -> anyhow::Result<()> {
         transports.clone(),
         ctx,
     );
-    let core_task = tokio::spawn(core.run(core_rx, cmd_rx));
-    // Datagrams are parsed in the reading task: one reader per core per
-    // socket spreads that work while the SIP core task stays single.
-    let readers = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
-    for s in udp {
-        for _ in 0..readers {
-            tokio::spawn(transport::udp_loop(
-                s.clone(),
-                transports.clone(),
-                core_tx.clone(),
-            ));
-        }
-    }
+    // The core task reads the UDP sockets itself: no hand-over per datagram.
+    let udp_inbox = transport::UdpInbox::new(&udp);
+    let core_task = tokio::spawn(core.run(core_rx, cmd_rx, udp_inbox));
     for l in tcp {
         tokio::spawn(transport::tcp_accept_loop(
             l,

@@ -1,9 +1,10 @@
 //! SIP transports: the thin I/O shell around the protocol core.
 //!
-//! One task per UDP socket reads datagrams; one task per TCP connection reads
-//! the stream through [`crate::sip::framing::StreamFramer`]. Both parse in
-//! their own task (spreading parse cost over the cores), answer unparsable
-//! requests with 400 straight away, and hand good messages to the core task.
+//! The SIP core task reads the UDP sockets itself through [`UdpInbox`]; one
+//! task per TCP connection reads the stream through
+//! [`crate::sip::framing::StreamFramer`] and hands messages to the core task.
+//! Both parse where they read and answer unparsable requests with 400
+//! straight away.
 //! Sending never blocks the core: UDP uses `try_send_to`, TCP connections
 //! have a bounded queue each and a full queue drops the message (counted).
 
@@ -19,6 +20,8 @@ use tracing::{debug, warn};
 
 use crate::metrics::Metrics;
 use crate::sip::framing::{Frame, StreamFramer};
+use rsip::SipMessage;
+
 use crate::sip::{message, Peer, Transmit, TransportKind};
 
 use super::core::CoreInput;
@@ -28,7 +31,8 @@ type ConnMap = HashMap<(SocketAddr, SocketAddr), mpsc::Sender<Vec<u8>>>;
 /// Handles for sending; cheap to clone.
 #[derive(Clone)]
 pub struct Transports {
-    udp: Arc<HashMap<SocketAddr, Arc<UdpSocket>>>,
+    /// Each UDP socket with its local address (few: a linear search).
+    udp: Arc<Vec<(SocketAddr, Arc<UdpSocket>)>>,
     tcp: Arc<Mutex<ConnMap>>,
     metrics: Metrics,
     user_agent: Arc<str>,
@@ -65,12 +69,12 @@ pub fn bind_tcp(addr: SocketAddr) -> io::Result<TcpListener> {
 
 impl Transports {
     pub fn new(udp: Vec<Arc<UdpSocket>>, metrics: Metrics, user_agent: &str) -> io::Result<Self> {
-        let mut map = HashMap::new();
+        let mut sockets = Vec::with_capacity(udp.len());
         for s in udp {
-            map.insert(s.local_addr()?, s);
+            sockets.push((s.local_addr()?, s));
         }
         Ok(Transports {
-            udp: Arc::new(map),
+            udp: Arc::new(sockets),
             tcp: Arc::new(Mutex::new(HashMap::new())),
             metrics,
             user_agent: user_agent.into(),
@@ -85,7 +89,8 @@ impl Transports {
             TransportKind::Udp => {
                 let Some(sock) = self
                     .udp
-                    .get(&t.peer.local)
+                    .iter()
+                    .find_map(|(local, s)| (*local == t.peer.local).then_some(s))
                     .or_else(|| self.any_udp(t.peer.remote))
                 else {
                     warn!(local = %t.peer.local, "no UDP socket to send from");
@@ -118,20 +123,23 @@ impl Transports {
     }
 
     fn any_udp(&self, remote: SocketAddr) -> Option<&Arc<UdpSocket>> {
-        self.udp.values().find(|s| {
-            s.local_addr()
-                .map(|a| a.is_ipv4() == remote.is_ipv4())
-                .unwrap_or(false)
-        })
+        self.any_udp_with_addr(remote).map(|(_, s)| s)
+    }
+
+    fn any_udp_with_addr(&self, remote: SocketAddr) -> Option<(SocketAddr, &Arc<UdpSocket>)> {
+        self.udp
+            .iter()
+            .find(|(local, _)| local.is_ipv4() == remote.is_ipv4())
+            .map(|(local, s)| (*local, s))
     }
 
     /// A UDP peer for sending to `remote` from our socket of the same family.
     pub fn udp_peer_for(&self, remote: SocketAddr) -> Option<Peer> {
-        let sock = self.any_udp(remote)?;
+        let (local, _) = self.any_udp_with_addr(remote)?;
         Some(Peer {
             transport: TransportKind::Udp,
             remote,
-            local: sock.local_addr().ok()?,
+            local,
         })
     }
 
@@ -143,30 +151,105 @@ impl Transports {
     }
 }
 
-/// Read datagrams from one UDP socket forever.
-pub async fn udp_loop(sock: Arc<UdpSocket>, transports: Transports, core: mpsc::Sender<CoreInput>) {
-    let Ok(local) = sock.local_addr() else { return };
-    let mut buf = vec![0u8; 65536];
-    loop {
-        let (n, remote) = match sock.recv_from(&mut buf).await {
-            Ok(x) => x,
-            Err(e) => {
-                // ICMP errors surface here on Linux; they are not fatal.
-                debug!(error = %e, "UDP receive error");
-                continue;
-            }
-        };
-        let data = buf.get(..n).unwrap_or_default();
-        if data.iter().all(|b| b.is_ascii_whitespace()) {
-            continue; // keep-alive
+/// The UDP sockets, read by the SIP core task itself: a datagram is read,
+/// parsed and handled on one thread with no hand-over between tasks, as a
+/// worker process of a classic SIP server does. Waiting for the next
+/// datagram is the only suspension point.
+pub struct UdpInbox {
+    sockets: Vec<(Arc<UdpSocket>, SocketAddr)>,
+    buf: Vec<u8>,
+    /// The socket looked at first next time: turns go round, so a flood on
+    /// one socket cannot starve the others.
+    next: usize,
+}
+
+/// Datagrams read from one socket before the core looks at its other inputs.
+const UDP_BATCH: usize = 64;
+
+impl UdpInbox {
+    pub fn new(sockets: &[Arc<UdpSocket>]) -> Self {
+        let sockets = sockets
+            .iter()
+            .filter_map(|s| s.local_addr().ok().map(|a| (s.clone(), a)))
+            .collect();
+        UdpInbox {
+            sockets,
+            buf: vec![0u8; 65536],
+            next: 0,
         }
-        let peer = Peer {
-            transport: TransportKind::Udp,
-            remote,
-            local,
-        };
-        if !deliver(data, peer, &transports, &core).await {
+    }
+
+    /// Wait until one of the sockets may have a datagram; its index. Never
+    /// resolves when there are no sockets.
+    pub async fn readable(&self) -> usize {
+        let count = self.sockets.len();
+        std::future::poll_fn(|cx| {
+            for i in (0..count).map(|k| (self.next + k) % count) {
+                // An error is reported by the read that follows.
+                if let Some((sock, _)) = self.sockets.get(i) {
+                    if sock.poll_recv_ready(cx).is_ready() {
+                        return std::task::Poll::Ready(i);
+                    }
+                }
+            }
+            std::task::Poll::Pending
+        })
+        .await
+    }
+
+    /// Read what socket `index` has, up to a batch, without waiting. Each
+    /// parsed message goes to `deliver`; keep-alives are skipped and
+    /// unparsable requests answered here.
+    pub fn read(
+        &mut self,
+        index: usize,
+        transports: &Transports,
+        mut deliver: impl FnMut(SipMessage, Peer),
+    ) {
+        let Some((sock, local)) = self.sockets.get(index) else {
             return;
+        };
+        self.next = index.saturating_add(1);
+        for _ in 0..UDP_BATCH {
+            let (n, remote) = match sock.try_recv_from(&mut self.buf) {
+                Ok(x) => x,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    // ICMP errors surface here on Linux; they are not fatal.
+                    debug!(error = %e, "UDP receive error");
+                    continue;
+                }
+            };
+            let data = self.buf.get(..n).unwrap_or_default();
+            if data.iter().all(|b| b.is_ascii_whitespace()) {
+                continue; // keep-alive
+            }
+            let peer = Peer {
+                transport: TransportKind::Udp,
+                remote,
+                local: *local,
+            };
+            if let Some(msg) = transports.parse(data, peer) {
+                deliver(msg, peer);
+            }
+        }
+    }
+}
+
+impl Transports {
+    /// Parse a message read from `peer`, counting it; an unparsable one is
+    /// answered (when it can be) and gives `None`.
+    fn parse(&self, data: &[u8], peer: Peer) -> Option<SipMessage> {
+        match message::parse(data) {
+            Ok(msg) => {
+                self.metrics.sip_message_in(&msg);
+                Some(msg)
+            }
+            Err(e) => {
+                debug!(remote = %peer.remote, error = %e, "unparsable SIP message");
+                self.answer_bad(data, &e, peer);
+                None
+            }
         }
     }
 }
@@ -178,16 +261,9 @@ async fn deliver(
     transports: &Transports,
     core: &mpsc::Sender<CoreInput>,
 ) -> bool {
-    match message::parse(data) {
-        Ok(msg) => {
-            transports.metrics.sip_message_in(&msg);
-            core.send(CoreInput::Message { msg, peer }).await.is_ok()
-        }
-        Err(e) => {
-            debug!(remote = %peer.remote, error = %e, "unparsable SIP message");
-            transports.answer_bad(data, &e, peer);
-            true
-        }
+    match transports.parse(data, peer) {
+        Some(msg) => core.send(CoreInput::Message { msg, peer }).await.is_ok(),
+        None => true,
     }
 }
 

@@ -70,9 +70,29 @@ pub fn masked_addr(host: &str) -> Option<Ipv6Addr> {
     }
 }
 
+/// Whether `text` contains a masked host's prefix (a searcher built once).
+fn has_prefix(text: &[u8]) -> bool {
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(PREFIX.as_bytes()));
+    FINDER.find(text).is_some()
+}
+
+/// Restore every masked host of a serialised head in place (it is left as
+/// it is unless it contains a masked host and is UTF-8).
+pub(super) fn unmask_in_place(head: &mut Vec<u8>) {
+    if !has_prefix(head) {
+        return;
+    }
+    let restored = match std::str::from_utf8(head).map(unmask) {
+        Ok(Cow::Owned(restored)) => restored,
+        _ => return,
+    };
+    *head = restored.into_bytes();
+}
+
 /// Restore every masked host of `text` to its bracketed IPv6 literal.
 pub fn unmask(text: &str) -> Cow<'_, str> {
-    if !text.contains(PREFIX) {
+    if !has_prefix(text.as_bytes()) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len());

@@ -1,46 +1,66 @@
-//! The one place denwa touches rsip: parsing (after normalisation) and the
-//! small helpers every layer needs to read or build messages.
+//! The wire format boundary for one complete message, and the small helpers
+//! every layer needs to read or build messages.
 //!
-//! This module owns the wire format boundary for one complete message:
-//! [`normalise`] turns what peers really send (bare LF line ends, folded and
-//! compact headers, several Via elements per line) into what rsip parses,
-//! [`parse`] adds the checks RFC 3261 asks of every message, and
-//! [`bad_request_for`] builds the stateless answer to a request that failed.
-//! It must not do I/O, keep state, or cut messages out of a stream (that is
-//! [`super::framing`]). Every byte here may come from an attacker: no input
-//! may panic it.
+//! [`parse`] turns what peers really send (bare LF line ends, folded and
+//! compact headers, several Via elements per line) into rsip values, built
+//! directly from the parts `head.rs` cut out (only a Request-URI goes through
+//! rsip's parser), and adds the checks RFC 3261 asks of every message;
+//! [`normalise`] writes the same accepted message back as canonical text;
+//! [`to_bytes`] serialises (see `wire.rs`); [`bad_request_for`] builds the
+//! stateless answer to a request that failed. It must not do I/O or cut
+//! messages out of a stream (that is [`super::framing`]); its only state is
+//! a small per-thread memo of parsed Request-URIs. Every byte here may come
+//! from an attacker: no input may panic it.
+
+use std::borrow::Cow;
 
 use rsip::prelude::*;
 use rsip::{Header, Headers, Request, Response, StatusCode};
+
+use super::head::{
+    classify_start_line, parse_field, split_at_byte, split_field, split_head, tokenize, trim_wsp,
+    Start, StartLine,
+};
+pub use super::head::{declared_content_length, full_header_name, method_from};
+use super::wire;
 
 /// Build a response to `req` with the given status: copies every Via, From,
 /// To, Call-ID and CSeq (RFC 3261 §8.2.6.2). When `to_tag` is given and the
 /// request's To has no tag yet, the tag is added.
 pub fn response_for(req: &Request, code: u16, to_tag: Option<&str>) -> Response {
-    let mut headers = Headers::default();
+    let mut headers = Vec::with_capacity(10);
     for h in req.headers.iter() {
         match h {
             Header::Via(_) | Header::From(_) | Header::CallId(_) | Header::CSeq(_) => {
                 headers.push(h.clone())
             }
-            Header::To(to) => {
-                let has_tag = to.value().to_ascii_lowercase().contains(";tag=");
-                match (to_tag, has_tag) {
-                    (Some(tag), false) => headers.push(Header::To(rsip::headers::To::new(
-                        format!("{};tag={}", to.value(), tag),
-                    ))),
-                    _ => headers.push(h.clone()),
+            Header::To(to) => match to_tag {
+                Some(tag) if !contains_ignoring_case(to.value(), ";tag=") => {
+                    let mut value = String::with_capacity(to.value().len() + tag.len() + 5);
+                    value.push_str(to.value());
+                    value.push_str(";tag=");
+                    value.push_str(tag);
+                    headers.push(Header::To(rsip::headers::To::new(value)));
                 }
-            }
+                _ => headers.push(h.clone()),
+            },
             _ => {}
         }
     }
     Response {
         status_code: StatusCode::from(code),
         version: rsip::Version::V2,
-        headers,
+        headers: headers.into(),
         body: Vec::new(),
     }
+}
+
+/// Whether `haystack` contains `needle`, ASCII case ignored.
+fn contains_ignoring_case(haystack: &str, needle: &str) -> bool {
+    haystack
+        .as_bytes()
+        .windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
 }
 
 /// Append a header and keep `Content-Length` last and correct: call after
@@ -48,35 +68,29 @@ pub fn response_for(req: &Request, code: u16, to_tag: Option<&str>) -> Response 
 pub fn finish(mut headers: Headers, body_len: usize, user_agent: &str) -> Headers {
     headers.retain(|h| !matches!(h, Header::ContentLength(_)));
     headers.push(Header::Server(rsip::headers::Server::new(user_agent)));
-    headers.push(Header::ContentLength(rsip::headers::ContentLength::from(
-        body_len as u32,
+    let mut length = String::with_capacity(8);
+    push_decimal(&mut length, body_len as u64);
+    headers.push(Header::ContentLength(rsip::headers::ContentLength::new(
+        length,
     )));
     headers
+}
+
+/// Append the decimal digits of `n` to a string.
+pub fn push_decimal(out: &mut String, n: u64) {
+    let mut buf = [0u8; 20];
+    out.push_str(wire::decimal(n, &mut buf));
+}
+
+/// The token of a method as written on the wire (`REGISTER`).
+pub fn method_name(method: &rsip::Method) -> &'static str {
+    wire::method_name(method)
 }
 
 /// Serialise a message for the wire. The body is copied byte for byte
 /// (rsip's `Display` would pass it through a lossy UTF-8 conversion).
 pub fn to_bytes(msg: &rsip::SipMessage) -> Vec<u8> {
-    let (head, body) = match msg {
-        rsip::SipMessage::Request(r) => (
-            format!("{} {} {}\r\n{}\r\n", r.method, r.uri, r.version, r.headers),
-            &r.body,
-        ),
-        rsip::SipMessage::Response(r) => {
-            let code = r.status_code.code();
-            let reason = match &r.status_code {
-                rsip::StatusCode::Other(_, reason) if reason != "Other" => reason.as_str(),
-                _ => reason_phrase(code),
-            };
-            (
-                format!("{} {code} {reason}\r\n{}\r\n", r.version, r.headers),
-                &r.body,
-            )
-        }
-    };
-    let mut out = super::ipv6::unmask(&head).into_owned().into_bytes();
-    out.extend_from_slice(body);
-    out
+    wire::write_message(msg)
 }
 
 /// The standard reason phrase of a status code (RFC 3261 §21 and
@@ -147,13 +161,75 @@ pub fn tag_of(value: &str) -> Option<&str> {
 
 /// A `;name=value` parameter of a header value (outside `<...>`), case-insensitive name.
 pub fn param_of<'a>(value: &'a str, name: &str) -> Option<&'a str> {
-    let after_uri = match value.rfind('>') {
-        Some(i) => &value[i + 1..],
+    let after_uri = match memchr::memrchr(b'>', value.as_bytes()) {
+        Some(i) => value.get(i + 1..).unwrap_or_default(),
         None => value,
     };
-    after_uri.split(';').skip(1).find_map(|p| {
-        let (k, v) = p.split_once('=').unwrap_or((p, ""));
-        k.trim().eq_ignore_ascii_case(name).then_some(v.trim())
+    let (_, mut rest) = split_at_byte(after_uri, b';')?;
+    loop {
+        let (p, next) = split_at_byte(rest, b';').map_or((rest, None), |(p, n)| (p, Some(n)));
+        let (k, v) = split_at_byte(p, b'=').unwrap_or((p, ""));
+        if k.trim().eq_ignore_ascii_case(name) {
+            return Some(v.trim());
+        }
+        rest = next?;
+    }
+}
+
+/// The URI of a From, To or Contact value: inside `<...>` (a `<` inside the
+/// quoted display name does not count), else everything before the first
+/// `;` (RFC 3261 §20.10: without brackets, parameters belong to the header).
+pub fn uri_of(value: &str) -> &str {
+    let (mut quoted, mut escaped) = (false, false);
+    for (i, b) in value.bytes().enumerate() {
+        match b {
+            _ if escaped => escaped = false,
+            b'\\' if quoted => escaped = true,
+            b'"' => quoted = !quoted,
+            b'<' if !quoted => {
+                let inner = value.get(i + 1..).unwrap_or_default();
+                return inner.split('>').next().unwrap_or(inner).trim();
+            }
+            _ => {}
+        }
+    }
+    value.split(';').next().unwrap_or(value).trim()
+}
+
+/// The user part of a SIP URI (`sip:1001:pw@pbx.example` → `1001`); `None`
+/// without a `sip`/`sips` scheme or a user.
+pub fn user_of(uri: &str) -> Option<&str> {
+    let (scheme, rest) = uri.split_once(':')?;
+    if !(scheme.eq_ignore_ascii_case("sip") || scheme.eq_ignore_ascii_case("sips")) {
+        return None;
+    }
+    let (userinfo, _) = rest.split_once('@')?;
+    let user = userinfo.split(':').next().unwrap_or(userinfo);
+    (!user.is_empty()).then_some(user)
+}
+
+/// The value of the first From header. Unlike rsip's `from_header`, builds
+/// no error when there is none (those allocate on every call).
+pub fn from_value(headers: &Headers) -> Option<&str> {
+    headers.iter().find_map(|h| match h {
+        Header::From(v) => Some(v.value()),
+        _ => None,
+    })
+}
+
+/// The value of the first To header (see [`from_value`]).
+pub fn to_value(headers: &Headers) -> Option<&str> {
+    headers.iter().find_map(|h| match h {
+        Header::To(v) => Some(v.value()),
+        _ => None,
+    })
+}
+
+/// The value of the first Via header (see [`from_value`]).
+pub fn via_value(headers: &Headers) -> Option<&str> {
+    headers.iter().find_map(|h| match h {
+        Header::Via(v) => Some(v.value()),
+        _ => None,
     })
 }
 
@@ -166,9 +242,16 @@ pub fn call_id(headers: &Headers) -> Option<&str> {
 }
 
 /// The (sequence number, method) of CSeq, if present and well-formed.
+///
+/// Read as rsip's typed CSeq reads it (digits up to the first SP, then the
+/// method, case and surrounding white space ignored) without its parser.
 pub fn cseq(msg: &impl HeadersExt) -> Option<(u32, rsip::Method)> {
-    let c = msg.cseq_header().ok()?.typed().ok()?;
-    Some((c.seq, c.method))
+    let value = msg.headers().iter().find_map(|h| match h {
+        Header::CSeq(c) => Some(c.value()),
+        _ => None,
+    })?;
+    let (seq, method) = value.split_once(' ')?;
+    Some((seq.parse().ok()?, method_from(method)?))
 }
 
 // ---------------------------------------------------------------------------
@@ -249,386 +332,175 @@ impl ParseError {
 
 const CRLF: &[u8] = b"\r\n";
 
-/// Compact header names (RFC 3261 §7.3.3, RFC 3265, RFC 3515, RFC 3892,
-/// RFC 4028) and the full names they stand for.
-const COMPACT_FORMS: [(&str, &str); 15] = [
-    ("v", "Via"),
-    ("f", "From"),
-    ("t", "To"),
-    ("i", "Call-ID"),
-    ("m", "Contact"),
-    ("l", "Content-Length"),
-    ("c", "Content-Type"),
-    ("k", "Supported"),
-    ("s", "Subject"),
-    ("e", "Content-Encoding"),
-    ("o", "Event"),
-    ("r", "Refer-To"),
-    ("b", "Referred-By"),
-    ("u", "Allow-Events"),
-    ("x", "Session-Expires"),
-];
-
 /// Headers a response copies from the request (RFC 3261 §8.2.6.2).
 const COPIED_TO_RESPONSE: [&str; 5] = ["Via", "From", "To", "Call-ID", "CSeq"];
 
-/// The full header name for a compact one (case-insensitive); any other name
-/// comes back unchanged.
-pub fn full_header_name(name: &str) -> &str {
-    COMPACT_FORMS
-        .iter()
-        .find(|(compact, _)| compact.eq_ignore_ascii_case(name))
-        .map_or(name, |(_, full)| full)
-}
-
-/// RFC 3261 `token` characters (§25.1).
-fn is_token_char(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b)
-}
-
-/// Control characters other than HT are not allowed anywhere in a head.
-fn is_forbidden_control(b: u8) -> bool {
-    (b < 0x20 && b != b'\t') || b == 0x7f
-}
-
-fn is_wsp(b: u8) -> bool {
-    b == b' ' || b == b'\t'
-}
-
-fn trim_wsp(mut s: &[u8]) -> &[u8] {
-    while let [first, rest @ ..] = s {
-        if !is_wsp(*first) {
-            break;
-        }
-        s = rest;
-    }
-    while let [rest @ .., last] = s {
-        if !is_wsp(*last) {
-            break;
-        }
-        s = rest;
-    }
-    s
-}
-
-/// A message split into lines, before any judgement on their content.
-struct RawHead<'a> {
-    start_line: &'a [u8],
-    /// Header field lines, folded continuations joined with a single SP
-    /// (RFC 3261 §7.3.1).
-    fields: Vec<Vec<u8>>,
-    /// What follows the empty line; `None` when the input has no empty line.
-    body: Option<&'a [u8]>,
-    /// A continuation line came before any header field.
-    stray_continuation: bool,
-}
-
-/// The next line (LF or CRLF terminated; the CR is dropped) and what follows
-/// it, `None` when the line has no terminator.
-fn next_line(rest: &[u8]) -> (&[u8], Option<&[u8]>) {
-    let mut parts = rest.splitn(2, |b| *b == b'\n');
-    let line = parts.next().unwrap_or_default();
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    (line, parts.next())
-}
-
-/// Split the head into lines, tolerating bare LF line endings and ignoring
-/// line ends before the start line (RFC 3261 §7.5). Never fails.
-fn split_head(raw: &[u8]) -> RawHead<'_> {
-    let leading = raw
-        .iter()
-        .take_while(|b| matches!(b, b'\r' | b'\n'))
-        .count();
-    let mut rest = raw.get(leading..).unwrap_or_default();
-    let mut head = RawHead {
-        start_line: &[],
-        fields: Vec::new(),
-        body: None,
-        stray_continuation: false,
-    };
-    let mut first = true;
-    loop {
-        let (line, after) = next_line(rest);
-        if first {
-            head.start_line = line;
-            first = false;
-        } else if line.is_empty() {
-            head.body = after;
-            break;
-        } else if line.first().is_some_and(|b| is_wsp(*b)) {
-            match head.fields.last_mut() {
-                Some(field) => unfold_into(field, line),
-                None => head.stray_continuation = true,
-            }
-        } else {
-            head.fields.push(line.to_vec());
-        }
-        match after {
-            Some(after) => rest = after,
-            None => break,
-        }
-    }
-    head
-}
-
-/// Append a continuation line: the line break and surrounding white space
-/// become one SP.
-fn unfold_into(field: &mut Vec<u8>, continuation: &[u8]) {
-    while field.last().is_some_and(|b| is_wsp(*b)) {
-        field.pop();
-    }
-    field.push(b' ');
-    field.extend_from_slice(trim_wsp(continuation));
-}
-
-/// `name: value` split at the first colon, both trimmed. No validation.
-fn split_field(line: &[u8]) -> Option<(&[u8], &[u8])> {
-    let colon = line.iter().position(|b| *b == b':')?;
-    let (name, value) = line.split_at_checked(colon)?;
-    Some((trim_wsp(name), trim_wsp(value.get(1..)?)))
-}
-
-/// A validated header field: its full name and trimmed value.
-fn parse_field(line: &[u8]) -> Result<(&str, &[u8]), ParseError> {
-    if line.iter().any(|b| is_forbidden_control(*b)) {
-        return Err(ParseError::ControlCharacter);
-    }
-    let (name, value) = split_field(line).ok_or(ParseError::BadHeaderLine)?;
-    if name.is_empty() || !name.iter().all(|b| is_token_char(*b)) {
-        return Err(ParseError::BadHeaderLine);
-    }
-    let name = std::str::from_utf8(name).map_err(|_| ParseError::BadHeaderLine)?;
-    std::str::from_utf8(value).map_err(|_| ParseError::NotUtf8)?;
-    Ok((full_header_name(name), value))
-}
-
-/// What a start line is.
-#[derive(Debug, PartialEq, Eq)]
-enum StartLine<'a> {
-    /// `Method SP Request-URI SP SIP/2.0`.
-    Request { method: &'a str, uri: &'a [u8] },
-    /// `SIP/2.0 SP Status-Code SP Reason-Phrase` (the reason may be absent).
-    Response { code: &'a str, reason: &'a [u8] },
-}
-
-fn classify_start_line(line: &[u8]) -> Option<StartLine<'_>> {
-    if line.iter().any(|b| is_forbidden_control(*b)) {
-        return None;
-    }
-    let mut parts = line.splitn(3, |b| *b == b' ');
-    let (first, second) = (parts.next()?, parts.next()?);
-    let third = parts.next();
-    let is_version = |v: &[u8]| v.eq_ignore_ascii_case(b"SIP/2.0");
-    if is_version(first) {
-        let code = std::str::from_utf8(second).ok()?;
-        let valid_code = code.len() == 3 && code.bytes().all(|b| b.is_ascii_digit());
-        let code_in_range = matches!(code.as_bytes().first(), Some(b'1'..=b'6'));
-        return (valid_code && code_in_range).then_some(StartLine::Response {
-            code,
-            reason: third.unwrap_or_default(),
-        });
-    }
-    let method_ok = !first.is_empty() && first.iter().all(|b| is_token_char(*b));
-    let uri_ok = !second.is_empty() && !second.contains(&b'\t');
-    if !(method_ok && uri_ok && third.is_some_and(is_version)) {
-        return None;
-    }
-    let method = std::str::from_utf8(first).ok()?;
-    Some(StartLine::Request {
-        method,
-        uri: second,
-    })
-}
-
-/// Check the start line and write it in canonical form (`SIP/2.0` upper case,
-/// a SP before an empty reason phrase).
-fn write_start_line(out: &mut Vec<u8>, line: &[u8]) -> Result<(), ParseError> {
-    if line.iter().any(|b| is_forbidden_control(*b)) {
-        return Err(ParseError::ControlCharacter);
-    }
-    if std::str::from_utf8(line).is_err() {
-        return Err(ParseError::NotUtf8);
-    }
-    match classify_start_line(line) {
-        Some(StartLine::Request { method, uri }) => {
-            if method.parse::<rsip::Method>().is_err() {
-                return Err(ParseError::UnknownMethod(method.to_owned()));
-            }
-            out.extend_from_slice(method.as_bytes());
-            out.push(b' ');
-            super::ipv6::mask_into(out, uri);
-            out.extend_from_slice(b" SIP/2.0");
-        }
-        Some(StartLine::Response { code, reason }) => {
-            out.extend_from_slice(b"SIP/2.0 ");
-            out.extend_from_slice(code.as_bytes());
-            out.push(b' ');
-            out.extend_from_slice(reason);
-        }
-        None => return Err(ParseError::BadStartLine),
-    }
-    out.extend_from_slice(CRLF);
-    Ok(())
-}
-
-/// Elements of a comma-separated header value; commas inside quoted strings
-/// and `<...>` do not separate. Empty elements are dropped.
-fn split_list(value: &[u8]) -> Vec<&[u8]> {
-    let mut items = Vec::new();
-    let (mut start, mut quoted, mut escaped, mut angle) = (0, false, false, false);
-    for (i, b) in value.iter().enumerate() {
-        match (quoted, escaped, *b) {
-            (true, true, _) => escaped = false,
-            (true, false, b'\\') => escaped = true,
-            (_, false, b'"') => quoted = !quoted,
-            (false, _, b'<') => angle = true,
-            (false, _, b'>') => angle = false,
-            (false, _, b',') if !angle => {
-                items.extend(value.get(start..i));
-                start = i.saturating_add(1);
-            }
-            _ => {}
-        }
-    }
-    items.extend(value.get(start..));
-    items
-        .into_iter()
-        .map(trim_wsp)
-        .filter(|item| !item.is_empty())
-        .collect()
-}
-
-/// Write one header field as `Name: value`. Via values carrying several
-/// elements become one Via per line: rsip keeps such a line as a single Via
-/// whose typed form silently drops every element after the first.
-fn write_field(out: &mut Vec<u8>, name: &str, value: &[u8]) {
-    // Digest credentials and challenges are hashed as sent: never rewritten.
-    let is_digest = [
+/// Digest credentials and challenges are hashed as sent: never rewritten.
+fn is_digest_header(name: &str) -> bool {
+    [
         "Authorization",
         "Proxy-Authorization",
         "WWW-Authenticate",
         "Proxy-Authenticate",
     ]
     .iter()
-    .any(|h| name.eq_ignore_ascii_case(h));
-    let mut write = |value: &[u8]| {
-        out.extend_from_slice(name.as_bytes());
-        out.extend_from_slice(b": ");
-        if is_digest {
-            out.extend_from_slice(value);
-        } else {
-            super::ipv6::mask_into(out, value);
-        }
-        out.extend_from_slice(CRLF);
-    };
-    let elements = if name.eq_ignore_ascii_case("Via") {
-        split_list(value)
-    } else {
-        Vec::new()
-    };
-    if elements.len() > 1 {
-        elements.into_iter().for_each(write);
-    } else {
-        write(value);
-    }
+    .any(|h| name.eq_ignore_ascii_case(h))
 }
 
-fn is_content_length(name: &[u8]) -> bool {
-    name.eq_ignore_ascii_case(b"Content-Length") || name.eq_ignore_ascii_case(b"l")
-}
-
-/// Fold one Content-Length value into what was declared so far: it must be
-/// plain decimal digits, and repeated headers must agree.
-fn merge_content_length(
-    declared: Option<usize>,
-    value: &[u8],
-) -> Result<Option<usize>, ParseError> {
-    let digits_only = !value.is_empty() && value.iter().all(u8::is_ascii_digit);
-    let parsed = std::str::from_utf8(value)
-        .ok()
-        .filter(|_| digits_only)
-        .and_then(|v| v.parse::<usize>().ok())
-        .ok_or(ParseError::InvalidContentLength)?;
-    match declared {
-        Some(previous) if previous != parsed => Err(ParseError::InvalidContentLength),
-        _ => Ok(Some(parsed)),
+/// A header value as rsip gets it: IPv6 literals masked (see
+/// [`super::ipv6`]) unless it is a digest header or nothing needs masking.
+fn value_for_rsip(name: &str, value: Cow<'_, str>, has_bracket: bool) -> String {
+    if !has_bracket || !value.contains('[') || is_digest_header(name) {
+        return value.into_owned();
     }
-}
-
-/// The Content-Length a header section declares (full or compact name),
-/// `None` when it has none. For stream framing: other lines are not judged.
-pub fn declared_content_length(head: &[u8]) -> Result<Option<usize>, ParseError> {
-    let mut declared = None;
-    for field in split_head(head).fields {
-        match split_field(&field) {
-            Some((name, value)) if is_content_length(name) => {
-                declared = merge_content_length(declared, value)?;
-            }
-            _ => {}
-        }
-    }
-    Ok(declared)
-}
-
-/// The body of a datagram (RFC 3261 §18.3): with no Content-Length it is the
-/// rest of the datagram; fewer bytes than declared is an error; bytes beyond
-/// the declared length are discarded.
-fn datagram_body(body: &[u8], declared: Option<usize>) -> Result<&[u8], ParseError> {
-    match declared {
-        None => Ok(body),
-        Some(declared) => body
-            .get(..declared)
-            .ok_or(ParseError::ContentLengthMismatch {
-                declared,
-                actual: body.len(),
-            }),
-    }
+    let mut out = Vec::with_capacity(value.len().saturating_add(32));
+    super::ipv6::mask_into(&mut out, value.as_bytes());
+    // Masking replaces ASCII with ASCII: still UTF-8.
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// Rewrite a complete message (a datagram, or one framed off a stream) into
-/// the form rsip parses: CRLF line endings, folded lines joined, compact
-/// names expanded, one Via element per line, canonical start line, the body
-/// cut to Content-Length.
+/// canonical form: CRLF line endings, folded lines joined, compact names
+/// expanded, one Via element per line, canonical start line (`SIP/2.0` upper
+/// case, a SP before an empty reason phrase), IPv6 literals masked, the body
+/// cut to Content-Length. [`parse`] accepts exactly what this accepts, with
+/// the same errors, and more checks of its own.
 pub fn normalise(raw: &[u8]) -> Result<Vec<u8>, ParseError> {
-    if raw.len() > MAX_MESSAGE_SIZE {
-        return Err(ParseError::TooLarge {
-            size: raw.len(),
-            max: MAX_MESSAGE_SIZE,
-        });
-    }
-    let head = split_head(raw);
-    if head.start_line.is_empty() {
-        return Err(ParseError::Empty);
-    }
+    let head = tokenize(raw)?;
     let mut out = Vec::with_capacity(raw.len().saturating_add(256));
-    write_start_line(&mut out, head.start_line)?;
-    if head.stray_continuation {
-        return Err(ParseError::BadHeaderLine);
-    }
-    let body = head.body.ok_or(ParseError::NoEndOfHead)?;
-    let mut declared = None;
-    for field in &head.fields {
-        let (name, value) = parse_field(field)?;
-        if name.eq_ignore_ascii_case("Content-Length") {
-            declared = merge_content_length(declared, value)?;
+    match head.start {
+        Start::Request { token, uri, .. } => {
+            out.extend_from_slice(token.as_bytes());
+            out.push(b' ');
+            super::ipv6::mask_into(&mut out, uri.as_bytes());
+            out.extend_from_slice(b" SIP/2.0");
         }
-        write_field(&mut out, name, value);
+        Start::Response { code, reason } => {
+            out.extend_from_slice(b"SIP/2.0 ");
+            wire::push_decimal(&mut out, u64::from(code));
+            out.push(b' ');
+            out.extend_from_slice(reason.as_bytes());
+        }
     }
     out.extend_from_slice(CRLF);
-    out.extend_from_slice(datagram_body(body, declared)?);
+    for field in head.fields {
+        let value = value_for_rsip(&field.name, field.value, head.has_bracket);
+        out.extend_from_slice(field.name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value.as_bytes());
+        out.extend_from_slice(CRLF);
+    }
+    out.extend_from_slice(CRLF);
+    out.extend_from_slice(head.body);
     Ok(out)
 }
 
-/// Normalise, parse with rsip and check the headers every message needs:
-/// Via, From, To, Call-ID, CSeq (RFC 3261 §8.1.1), each but Via at most once,
-/// and a request's CSeq method equal to its method.
+/// Parse a complete message and check the headers every message needs: Via,
+/// From, To, Call-ID, CSeq (RFC 3261 §8.1.1), each but Via at most once, and
+/// a request's CSeq method equal to its method.
+///
+/// The head is cut by `head::tokenize` and the rsip values are built directly
+/// from its parts; only the Request-URI goes through rsip's parser.
 pub fn parse(raw: &[u8]) -> Result<rsip::SipMessage, ParseError> {
-    let normalised = normalise(raw)?;
+    let head = tokenize(raw)?;
+    let has_bracket = head.has_bracket;
+    let mut headers = Vec::with_capacity(head.fields.len().saturating_add(4));
+    let mut counts = [0usize; 5];
+    for field in head.fields {
+        if let Some(i) = COPIED_TO_RESPONSE
+            .iter()
+            .position(|n| n.eq_ignore_ascii_case(&field.name))
+        {
+            if let Some(count) = counts.get_mut(i) {
+                *count = count.saturating_add(1);
+            }
+        }
+        let value = value_for_rsip(&field.name, field.value, has_bracket);
+        headers.push(wire::header_from(&field.name, value));
+    }
+    let headers = Headers::from(headers);
+    let body = head.body.to_vec();
+    let msg = match head.start {
+        Start::Request { method, uri, .. } => rsip::SipMessage::Request(Request {
+            method,
+            uri: request_uri(uri, has_bracket)?,
+            version: rsip::Version::V2,
+            headers,
+            body,
+        }),
+        Start::Response { code, reason } => rsip::SipMessage::Response(Response {
+            status_code: status_code(code, reason),
+            version: rsip::Version::V2,
+            headers,
+            body,
+        }),
+    };
+    check_mandatory_counts(&counts)?;
+    check_header_values(&msg)?;
+    Ok(msg)
+}
+
+/// The status code as rsip's parser gives it: a known code by itself, an
+/// unknown one with its reason phrase.
+fn status_code(code: u16, reason: &str) -> StatusCode {
+    match StatusCode::from(code) {
+        StatusCode::Other(code, _) => StatusCode::Other(code, reason.to_owned()),
+        known => known,
+    }
+}
+
+/// Request-URIs parsed lately on this thread: most requests carry one of
+/// a handful (every REGISTER the registrar's), and rsip's URI parser is the
+/// costliest part of parsing a message.
+const RECENT_URIS: usize = 8;
+
+thread_local! {
+    static RECENT: std::cell::RefCell<std::collections::VecDeque<(String, rsip::Uri)>> =
+        const { std::cell::RefCell::new(std::collections::VecDeque::new()) };
+}
+
+/// Parse a Request-URI, or take it from the few parsed lately (the result
+/// depends on the text alone).
+fn request_uri(uri: &str, has_bracket: bool) -> Result<rsip::Uri, ParseError> {
+    let hit = RECENT.with(|recent| {
+        recent
+            .borrow()
+            .iter()
+            .find(|(text, _)| text == uri)
+            .map(|(_, parsed)| parsed.clone())
+    });
+    if let Some(parsed) = hit {
+        return Ok(parsed);
+    }
+    let parsed = parse_request_uri(uri, has_bracket)?;
+    RECENT.with(|recent| {
+        let mut recent = recent.borrow_mut();
+        if recent.len() >= RECENT_URIS {
+            recent.pop_front();
+        }
+        recent.push_back((uri.to_owned(), parsed.clone()));
+    });
+    Ok(parsed)
+}
+
+/// Parse a Request-URI with rsip (behind `catch_unwind`), masked first. The
+/// URI must be consumed whole, as it is when rsip parses a request line.
+fn parse_request_uri(uri: &str, has_bracket: bool) -> Result<rsip::Uri, ParseError> {
+    const AFTER: &[u8] = b" SIP/2.0";
+    let mut line = Vec::with_capacity(uri.len().saturating_add(40));
+    if has_bracket {
+        super::ipv6::mask_into(&mut line, uri.as_bytes());
+    } else {
+        line.extend_from_slice(uri.as_bytes());
+    }
+    line.extend_from_slice(AFTER);
     let parsed = std::panic::catch_unwind(|| {
-        let msg = rsip::SipMessage::try_from(normalised.as_slice())
+        let (rest, tokens) = rsip::common::uri::Tokenizer::tokenize(line.as_slice())
             .map_err(|e| ParseError::Malformed(summary(&e.to_string())))?;
-        check_mandatory_headers(&msg)?;
-        Ok(msg)
+        if rest != AFTER {
+            return Err(ParseError::Malformed("unparsable Request-URI".into()));
+        }
+        rsip::Uri::try_from(tokens).map_err(|e| ParseError::Malformed(summary(&e.to_string())))
     });
     parsed.unwrap_or_else(|_| Err(ParseError::Malformed("parser panicked".into())))
 }
@@ -638,41 +510,25 @@ fn summary(message: &str) -> String {
     message.chars().take(160).collect()
 }
 
-fn mandatory_name(header: &Header) -> Option<&'static str> {
-    match header {
-        Header::Via(_) => Some("Via"),
-        Header::From(_) => Some("From"),
-        Header::To(_) => Some("To"),
-        Header::CallId(_) => Some("Call-ID"),
-        Header::CSeq(_) => Some("CSeq"),
-        _ => None,
-    }
-}
-
-fn check_mandatory_headers(msg: &rsip::SipMessage) -> Result<(), ParseError> {
-    let mut counts = COPIED_TO_RESPONSE.map(|name| (name, 0usize));
-    for name in msg.headers().iter().filter_map(mandatory_name) {
-        if let Some((_, count)) = counts.iter_mut().find(|(n, _)| *n == name) {
-            *count = count.saturating_add(1);
-        }
-    }
-    for (name, count) in counts {
+/// Each of Via, From, To, Call-ID, CSeq present (counted in the order of
+/// [`COPIED_TO_RESPONSE`]), and only Via more than once.
+fn check_mandatory_counts(counts: &[usize; 5]) -> Result<(), ParseError> {
+    for (name, count) in COPIED_TO_RESPONSE.iter().zip(counts) {
         match count {
             0 => return Err(ParseError::MissingHeader(name)),
             1 => {}
-            _ if name != "Via" => return Err(ParseError::DuplicateHeader(name)),
+            _ if *name != "Via" => return Err(ParseError::DuplicateHeader(name)),
             _ => {}
         }
     }
-    check_header_values(msg)
+    Ok(())
 }
 
 /// Light checks on the values other layers rely on. The top Via is only
 /// checked for its protocol: rsip's typed Via rejects IPv6 sent-by hosts.
 fn check_header_values(msg: &rsip::SipMessage) -> Result<(), ParseError> {
-    let via_ok = msg.via_header().is_ok_and(|via| {
-        via.value()
-            .get(..8)
+    let via_ok = via_value(msg.headers()).is_some_and(|via| {
+        via.get(..8)
             .is_some_and(|p| p.eq_ignore_ascii_case("SIP/2.0/"))
     });
     if !via_ok {
@@ -725,7 +581,7 @@ pub fn bad_request_for(raw: &[u8], err: &ParseError, user_agent: &str) -> Option
 /// The lines a response copies, in order, with their full names: every Via,
 /// the first From, To, Call-ID and CSeq. Lines with bad names or control
 /// characters, and Vias with an empty value, are left out.
-fn copied_fields(fields: &[Vec<u8>]) -> Vec<(&'static str, &[u8])> {
+fn copied_fields<'a>(fields: &'a [Cow<'_, [u8]>]) -> Vec<(&'static str, &'a [u8])> {
     let mut copied: Vec<(&'static str, &[u8])> = Vec::new();
     for line in fields {
         let Ok((name, value)) = parse_field(line) else {
@@ -743,7 +599,7 @@ fn copied_fields(fields: &[Vec<u8>]) -> Vec<(&'static str, &[u8])> {
             copied.iter().all(|(n, _)| *n != name)
         };
         if keep {
-            copied.push((name, line.as_slice()));
+            copied.push((name, line.as_ref()));
         }
     }
     copied
@@ -768,6 +624,7 @@ fn local_tag(copied: &[(&str, &[u8])]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::super::head::split_list;
     use super::*;
 
     #[test]
@@ -787,6 +644,59 @@ mod tests {
                 "{}",
                 String::from_utf8_lossy(&bytes)
             );
+        }
+    }
+
+    #[test]
+    fn uris_and_users_of_name_addrs() {
+        for (value, uri, user) in [
+            (
+                "<sip:1001@pbx.example>;tag=x",
+                "sip:1001@pbx.example",
+                Some("1001"),
+            ),
+            (
+                "\"A <b>\" <sips:a.b@h;transport=tcp>",
+                "sips:a.b@h;transport=tcp",
+                Some("a.b"),
+            ),
+            ("sip:1001:pw@h;tag=1", "sip:1001:pw@h", Some("1001")),
+            ("<sip:pbx.example>", "sip:pbx.example", None),
+            ("<tel:+123@x>", "tel:+123@x", None),
+            ("<sip:@h>", "sip:@h", None),
+            ("", "", None),
+        ] {
+            assert_eq!(uri_of(value), uri, "{value}");
+            assert_eq!(user_of(uri_of(value)), user, "{value}");
+        }
+    }
+
+    #[test]
+    fn params_read_as_a_plain_split_would() {
+        let reference = |value: &str, name: &str| -> Option<String> {
+            let after_uri = value.rfind('>').map_or(value, |i| &value[i + 1..]);
+            after_uri.split(';').skip(1).find_map(|p| {
+                let (k, v) = p.split_once('=').unwrap_or((p, ""));
+                k.trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| v.trim().to_owned())
+            })
+        };
+        for value in [
+            "<sip:a@b;tag=in>;tag=out;x",
+            "sip:a@b; TAG = t ;;y=1=2",
+            "<sip:a@b>",
+            "<sip:a@b>;",
+            "tag=nothing",
+            "",
+        ] {
+            for name in ["tag", "x", "y", ""] {
+                assert_eq!(
+                    param_of(value, name).map(str::to_owned),
+                    reference(value, name),
+                    "{value} {name}"
+                );
+            }
         }
     }
 

@@ -8,9 +8,11 @@ use std::net::SocketAddr;
 
 pub mod dialog;
 pub mod framing;
+mod head;
 pub mod ipv6;
 pub mod message;
 pub mod transaction;
+mod wire;
 
 /// The transport a message arrived on or must leave on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -17,7 +17,9 @@
 //! Memory stays bounded because every transaction ends on a timer, with one
 //! exception the TU must honour: an INVITE server transaction lives until
 //! the TU sends its final response (a non-INVITE one is dropped 64·T1 after
-//! arrival if the TU never answers).
+//! arrival if the TU never answers). A completed non-INVITE server
+//! transaction, the bulk of what a registrar under load holds, is kept as
+//! its key and response bytes alone (`completed.rs`).
 //!
 //! Responses are sent to the peer the request came from (for UDP its source
 //! address and port), whether or not the top Via asked for `rport`: this
@@ -30,10 +32,13 @@ use std::time::{Duration, Instant};
 use rsip::prelude::*;
 use rsip::{Header, Headers, Method, Request, Response, SipMessage};
 
-use super::message::{call_id, cseq, tag_of, to_bytes};
+use super::head::split_at_byte;
+use super::message::{call_id, cseq, push_decimal, tag_of, to_bytes};
 use super::{Peer, Transmit};
 
 mod client;
+mod completed;
+mod key;
 mod server;
 mod shards;
 #[cfg(test)]
@@ -41,9 +46,12 @@ mod tests;
 mod timers;
 
 use client::ClientTransaction;
+use completed::Completed;
+pub use key::TransactionKey;
+use key::{KeyHash, Side};
 use server::{AckMatch, ServerTransaction};
 use shards::ShardedMap;
-use timers::{TimerSlot, Timers};
+use timers::{deadline, TimerSlot, Timers};
 
 /// The branch prefix of RFC 3261-compliant clients (§8.1.1.7).
 pub const MAGIC_COOKIE: &str = "z9hG4bK";
@@ -58,56 +66,6 @@ pub struct TimerConfig {
     pub t2: Duration,
     /// Maximum duration a message remains in the network; 5 s by default.
     pub t4: Duration,
-}
-
-/// Which side of a transaction a key names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-enum Side {
-    Client,
-    Server,
-}
-
-/// Identifies one transaction (RFC 3261 §17.1.3 for clients: branch + CSeq
-/// method; §17.2.3 for servers: branch + sent-by + method, with ACK folded
-/// onto INVITE). For server requests whose branch lacks the magic cookie
-/// (RFC 2543 peers) the branch is replaced by Call-ID, CSeq number, From tag
-/// and the whole top Via, so an INVITE, its retransmissions, its non-2xx ACK
-/// and its CANCEL still find each other.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TransactionKey {
-    side: Side,
-    branch: String,
-    sent_by: String,
-    method: String,
-}
-
-impl TransactionKey {
-    /// The branch (or the RFC 2543 substitute) this key was built from.
-    pub fn branch(&self) -> &str {
-        &self.branch
-    }
-
-    /// The method of the transaction (`INVITE` for the ACK of a non-2xx).
-    pub fn method(&self) -> &str {
-        &self.method
-    }
-
-    /// True for a server transaction key, false for a client one.
-    pub fn is_server(&self) -> bool {
-        self.side == Side::Server
-    }
-
-    fn is_invite(&self) -> bool {
-        self.method == "INVITE"
-    }
-
-    /// The same transaction identity for another method (CANCEL → INVITE).
-    fn with_method(&self, method: &Method) -> Self {
-        TransactionKey {
-            method: method.to_string(),
-            ..self.clone()
-        }
-    }
 }
 
 /// What the layer reports to the transaction user.
@@ -166,6 +124,9 @@ enum Next {
     Keep,
     /// The transaction reached Terminated: remove it and its timers.
     Terminate,
+    /// A non-INVITE server transaction sent its final response: keep only
+    /// that response for this long (Timer J), then forget it.
+    Complete(Duration),
 }
 
 /// Everything transactions write to: the output queues and the timers.
@@ -185,8 +146,14 @@ impl Context {
 /// The transaction layer: see the module documentation.
 pub struct TransactionLayer {
     ctx: Context,
-    clients: HashMap<TransactionKey, ClientTransaction>,
-    servers: ShardedMap<TransactionKey, ServerTransaction>,
+    clients: HashMap<TransactionKey, ClientTransaction, KeyHash>,
+    servers: ShardedMap<TransactionKey, ServerTransaction, KeyHash>,
+    /// Completed non-INVITE server transactions, and the guards of live ones.
+    completed: Completed,
+    /// Guards of non-INVITE server transactions started since the last
+    /// `handle_timeout`; only those still unanswered then are queued, so a
+    /// request the TU answers at once never costs a queue entry.
+    new_guards: Vec<(Instant, TransactionKey)>,
     /// Server INVITE transactions in Accepted, by what their 2xx's ACK carries.
     accepted: ShardedMap<AckMatch, TransactionKey>,
 }
@@ -208,8 +175,10 @@ impl TransactionLayer {
                 transmits: VecDeque::new(),
                 events: VecDeque::new(),
             },
-            clients: HashMap::new(),
+            clients: HashMap::default(),
             servers: ShardedMap::default(),
+            completed: Completed::default(),
+            new_guards: Vec::new(),
             accepted: ShardedMap::default(),
         }
     }
@@ -226,8 +195,18 @@ impl TransactionLayer {
 
     /// Fire every timer due at or before `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        for (at, key) in std::mem::take(&mut self.new_guards) {
+            if self.is_guarded_by(&key, at) {
+                self.completed.guard(key, at);
+            }
+        }
         while let Some((key, slot)) = self.ctx.timers.pop_expired(now) {
             self.on_timer(key, slot, now);
+        }
+        while let Some(due) = self.completed.pop_expired(now) {
+            if let Some((at, key)) = due {
+                self.on_guard(&key, at);
+            }
         }
     }
 
@@ -240,11 +219,11 @@ impl TransactionLayer {
             self.send_stateless(SipMessage::Request(req), to);
             return key;
         }
-        if key.branch.is_empty() {
+        if key.branch().is_empty() {
             tracing::warn!(method = %req.method, "request sent without a Via branch");
         }
         if self.clients.contains_key(&key) {
-            tracing::warn!(branch = %key.branch, "branch reused: replacing the old client transaction");
+            tracing::warn!(branch = %key.branch(), "branch reused: replacing the old client transaction");
             self.remove_client(&key);
         }
         let tx = ClientTransaction::start(key.clone(), req, to, now, &mut self.ctx);
@@ -259,16 +238,29 @@ impl TransactionLayer {
         resp: Response,
         now: Instant,
     ) -> Result<(), TransactionError> {
-        let tx = self
-            .servers
-            .get_mut(key)
-            .ok_or(TransactionError::UnknownTransaction)?;
+        let Some(tx) = self.servers.get_mut(key) else {
+            return Err(match self.completed.response(key) {
+                Some(_) => TransactionError::FinalAlreadySent,
+                None => TransactionError::UnknownTransaction,
+            });
+        };
         let next = tx.send_response(resp, now, &mut self.ctx)?;
         if let Some(m) = tx.accepted_ack_match() {
             self.accepted.insert(m.clone(), key.clone());
         }
-        if next == Next::Terminate {
-            self.remove_server(key);
+        match next {
+            Next::Keep => {}
+            Next::Terminate => self.remove_server(key),
+            Next::Complete(wait) => {
+                let response = self
+                    .servers
+                    .remove(key)
+                    .map(ServerTransaction::into_response);
+                if let (Some(response), false) = (response, wait.is_zero()) {
+                    let until = deadline(now, wait);
+                    self.completed.insert(key.clone(), response, until);
+                }
+            }
         }
         Ok(())
     }
@@ -289,12 +281,19 @@ impl TransactionLayer {
 
     /// The earliest instant at which `handle_timeout` has work to do.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.ctx.timers.next_deadline()
+        [
+            self.ctx.timers.next_deadline(),
+            self.completed.next_deadline(),
+            self.new_guards.first().map(|(at, _)| *at),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
-    /// Live transactions, client and server.
+    /// Transactions kept, client and server (completed ones included).
     pub fn len(&self) -> usize {
-        self.clients.len() + self.servers.len()
+        self.clients.len() + self.servers.len() + self.completed.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -310,12 +309,21 @@ impl TransactionLayer {
             tx.on_retransmission(from, &mut self.ctx);
             return;
         }
+        if let Some(response) = self.completed.response(&key) {
+            // RFC 3261 §17.2.2: a retransmission in Completed gets the final
+            // response again, sent to where this copy came from.
+            self.ctx.transmit(from, response.to_vec());
+            return;
+        }
         let cancels = (req.method == Method::Cancel)
-            .then(|| key.with_method(&Method::Invite))
+            .then(|| key.with_method(Method::Invite))
             .filter(|invite| self.servers.contains_key(invite));
         let mut request = req;
         stamp_received(&mut request.headers, from.remote);
         let tx = ServerTransaction::start(key.clone(), &request, from, now, &mut self.ctx);
+        if let Some(guard) = tx.guard() {
+            self.new_guards.push((guard, key.clone()));
+        }
         self.servers.insert(key.clone(), tx);
         self.ctx.events.push_back(TransactionEvent::Request {
             key,
@@ -360,8 +368,25 @@ impl TransactionLayer {
         }
     }
 
+    /// The 64·T1 guard of a non-INVITE server transaction came due: drop the
+    /// transaction if it is the one the guard was queued for and the TU never
+    /// answered it.
+    fn on_guard(&mut self, key: &TransactionKey, at: Instant) {
+        if self.is_guarded_by(key, at) {
+            tracing::debug!(branch = %key.branch(), "TU never answered: transaction dropped");
+            self.remove_server(key);
+        }
+    }
+
+    /// `key` is a live, unanswered transaction whose guard is due at `at`.
+    fn is_guarded_by(&self, key: &TransactionKey, at: Instant) -> bool {
+        self.servers
+            .get(key)
+            .is_some_and(|tx| tx.guard() == Some(at) && tx.is_unanswered())
+    }
+
     fn on_timer(&mut self, key: TransactionKey, slot: TimerSlot, now: Instant) {
-        let next = match key.side {
+        let next = match key.side() {
             Side::Client => match self.clients.get_mut(&key) {
                 Some(tx) => tx.on_timer(slot, now, &mut self.ctx),
                 None => Next::Keep,
@@ -372,7 +397,7 @@ impl TransactionLayer {
             },
         };
         if next == Next::Terminate {
-            match key.side {
+            match key.side() {
                 Side::Client => self.remove_client(&key),
                 Side::Server => self.remove_server(&key),
             }
@@ -418,12 +443,17 @@ impl<'a> TopVia<'a> {
     }
 
     fn parse(value: &'a str) -> Option<Self> {
-        let text = value.split(',').next()?.trim();
-        let (head, params) = text.split_once(';').unwrap_or((text, ""));
+        let text = split_at_byte(value, b',')
+            .map_or(value, |(first, _)| first)
+            .trim();
+        let (head, params) = split_at_byte(text, b';').unwrap_or((text, ""));
         let mut words = head.split_whitespace();
         let protocol = words.next()?;
         let sent_by = words.last()?;
-        if !protocol.to_ascii_uppercase().starts_with("SIP") || sent_by.contains('/') {
+        let is_sip = protocol
+            .get(..3)
+            .is_some_and(|p| p.eq_ignore_ascii_case("SIP"));
+        if !is_sip || memchr::memchr(b'/', sent_by.as_bytes()).is_some() {
             return None;
         }
         Some(TopVia {
@@ -435,10 +465,19 @@ impl<'a> TopVia<'a> {
 
     /// A parameter's value (`Some("")` for a flag such as `rport`).
     fn param(&self, name: &str) -> Option<&'a str> {
-        self.params.split(';').find_map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            k.trim().eq_ignore_ascii_case(name).then_some(v.trim())
-        })
+        let mut rest = Some(self.params);
+        while let Some(current) = rest {
+            let (p, next) = match split_at_byte(current, b';') {
+                Some((p, next)) => (p, Some(next)),
+                None => (current, None),
+            };
+            let (k, v) = split_at_byte(p, b'=').unwrap_or((p, ""));
+            if k.trim().eq_ignore_ascii_case(name) {
+                return Some(v.trim());
+            }
+            rest = next;
+        }
+        None
     }
 
     /// The host part of sent-by, without IPv6 brackets.
@@ -456,12 +495,7 @@ fn client_key(msg: &impl HeadersExt, method: &Method) -> TransactionKey {
     let branch = TopVia::of(msg.headers())
         .and_then(|v| v.param("branch"))
         .unwrap_or_default();
-    TransactionKey {
-        side: Side::Client,
-        branch: branch.to_string(),
-        sent_by: String::new(),
-        method: method.to_string(),
-    }
+    TransactionKey::new(Side::Client, branch, "", *method)
 }
 
 /// Server transaction key (§17.2.3). `None` when the request has no
@@ -472,16 +506,22 @@ fn server_key(req: &Request) -> Option<TransactionKey> {
         Method::Ack => Method::Invite,
         m => m,
     };
-    let branch = match via.param("branch") {
-        Some(b) if b.starts_with(MAGIC_COOKIE) => b.to_string(),
-        _ => rfc2543_branch(req, &via),
-    };
-    Some(TransactionKey {
-        side: Side::Server,
-        branch,
-        sent_by: via.sent_by.to_ascii_lowercase(),
-        method: method.to_string(),
+    let sent_by = lower_case(via.sent_by);
+    Some(match via.param("branch") {
+        Some(b) if b.starts_with(MAGIC_COOKIE) => {
+            TransactionKey::new(Side::Server, b, &sent_by, method)
+        }
+        _ => TransactionKey::new(Side::Server, &rfc2543_branch(req, &via), &sent_by, method),
     })
+}
+
+/// `s` in ASCII lower case, borrowed when it already is.
+fn lower_case(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(s)
+    }
 }
 
 /// The stand-in branch for requests from RFC 2543 clients: the same for an
@@ -523,27 +563,31 @@ fn stamped_via(value: &str, source: SocketAddr) -> Option<String> {
     if !rport && same_host {
         return None;
     }
-    let (head, _) = top.text.split_once(';').unwrap_or((top.text, ""));
-    let mut out = head.trim_end().to_string();
+    use std::fmt::Write;
+    let (head, _) = split_at_byte(top.text, b';').unwrap_or((top.text, ""));
+    let mut out = String::with_capacity(value.len() + 48);
+    out.push_str(head.trim_end());
     let mut has_received = false;
+    // Writing into a String cannot fail.
     for p in top.params.split(';').filter(|p| !p.trim().is_empty()) {
-        let name = p.split_once('=').map_or(p, |(k, _)| k).trim();
+        let name = split_at_byte(p, b'=').map_or(p, |(k, _)| k).trim();
         if name.eq_ignore_ascii_case("rport") {
-            out.push_str(&format!(";rport={}", source.port()));
+            out.push_str(";rport=");
+            push_decimal(&mut out, u64::from(source.port()));
         } else if name.eq_ignore_ascii_case("received") {
             has_received = true;
-            out.push_str(&format!(";received={ip}"));
+            let _ = write!(out, ";received={ip}");
         } else {
             out.push(';');
             out.push_str(p.trim());
         }
     }
     if !has_received {
-        out.push_str(&format!(";received={ip}"));
+        let _ = write!(out, ";received={ip}");
     }
-    let rest = value.split_once(',').map(|(_, rest)| rest);
-    Some(match rest {
-        Some(rest) => format!("{out},{rest}"),
-        None => out,
-    })
+    if let Some((_, rest)) = split_at_byte(value, b',') {
+        out.push(',');
+        out.push_str(rest);
+    }
+    Some(out)
 }

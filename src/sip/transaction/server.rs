@@ -69,6 +69,9 @@ pub(super) struct ServerTransaction {
     interval: Duration,
     /// For INVITE: how the ACK of a 2xx will be recognised.
     ack_match: Option<AckMatch>,
+    /// For non-INVITE: when the transaction is dropped if the TU has not
+    /// answered it by then.
+    guard: Option<Instant>,
 }
 
 impl ServerTransaction {
@@ -85,6 +88,7 @@ impl ServerTransaction {
         let mut tx = ServerTransaction {
             state: State::Trying,
             ack_match: None,
+            guard: None,
             last_response: None,
             interval: ctx.cfg.t1,
             peer,
@@ -99,10 +103,24 @@ impl ServerTransaction {
                 .push(Header::ContentLength(rsip::headers::ContentLength::from(0)));
             tx.transmit(to_bytes(&SipMessage::Response(trying)), ctx);
         } else {
-            let guard = deadline(now, ctx.cfg.timeout());
-            ctx.timers.arm(&tx.key, TimerSlot::Expiry, guard);
+            tx.guard = Some(deadline(now, ctx.cfg.timeout()));
         }
         tx
+    }
+
+    /// The 64·T1 guard of a non-INVITE transaction (the layer queues it).
+    pub(super) fn guard(&self) -> Option<Instant> {
+        self.guard
+    }
+
+    /// No final response sent yet.
+    pub(super) fn is_unanswered(&self) -> bool {
+        matches!(self.state, State::Trying | State::Proceeding)
+    }
+
+    /// The last response sent: all a completed non-INVITE transaction keeps.
+    pub(super) fn into_response(self) -> Box<[u8]> {
+        self.last_response.unwrap_or_default().into_boxed_slice()
     }
 
     /// The ACK match, while the transaction is Accepted.
@@ -129,7 +147,7 @@ impl ServerTransaction {
                 }
             }
             State::Trying | State::Confirmed | State::Accepted { .. } => {
-                tracing::trace!(branch = %self.key.branch, "request retransmission absorbed");
+                tracing::trace!(branch = %self.key.branch(), "request retransmission absorbed");
             }
         }
     }
@@ -159,7 +177,7 @@ impl ServerTransaction {
         Ok(if self.key.is_invite() {
             self.finish_invite(class, now, ctx)
         } else {
-            self.finish_non_invite(now, ctx)
+            self.finish_non_invite(ctx)
         })
     }
 
@@ -183,10 +201,11 @@ impl ServerTransaction {
         Next::Keep
     }
 
-    /// A final response to a non-INVITE was sent: Completed for Timer J.
-    fn finish_non_invite(&mut self, now: Instant, ctx: &mut Context) -> Next {
+    /// A final response to a non-INVITE was sent: Completed for Timer J,
+    /// which the layer keeps as the response alone.
+    fn finish_non_invite(&mut self, ctx: &mut Context) -> Next {
         self.state = State::Completed;
-        self.linger(ctx.cfg.timer_j(self.peer.transport), now, ctx)
+        Next::Complete(ctx.cfg.timer_j(self.peer.transport))
     }
 
     /// An ACK matched this (INVITE) transaction, by branch or, for a 2xx,
@@ -211,7 +230,7 @@ impl ServerTransaction {
                 Next::Keep
             }
             _ => {
-                tracing::trace!(branch = %self.key.branch, "ACK absorbed");
+                tracing::trace!(branch = %self.key.branch(), "ACK absorbed");
                 Next::Keep
             }
         }
@@ -251,10 +270,10 @@ impl ServerTransaction {
                 ctx.events.push_back(TransactionEvent::AckTimeout { key });
             }
             State::Completed if self.key.is_invite() => {
-                tracing::debug!(branch = %self.key.branch, "Timer H: no ACK for the final response");
+                tracing::debug!(branch = %self.key.branch(), "Timer H: no ACK for the final response");
             }
             State::Trying | State::Proceeding => {
-                tracing::debug!(branch = %self.key.branch, "TU never answered: transaction dropped");
+                tracing::debug!(branch = %self.key.branch(), "TU never answered: transaction dropped");
             }
             _ => {}
         }

@@ -12,25 +12,29 @@ use std::hash::{BuildHasher, Hash};
 
 const SHARDS: usize = 64;
 
+/// The shards all use one hasher; a key's shard comes from bits of its hash
+/// that the shard's own table does not use for buckets (low bits) or tags
+/// (top bits), so the keys of one shard still spread over its table.
 #[derive(Debug)]
-pub(super) struct ShardedMap<K, V> {
-    shards: [HashMap<K, V>; SHARDS],
-    hasher: RandomState,
+pub(super) struct ShardedMap<K, V, S = RandomState> {
+    shards: [HashMap<K, V, S>; SHARDS],
+    hasher: S,
 }
 
-impl<K: Hash + Eq, V> Default for ShardedMap<K, V> {
+impl<K: Hash + Eq, V, S: BuildHasher + Clone + Default> Default for ShardedMap<K, V, S> {
     fn default() -> Self {
+        let hasher = S::default();
         ShardedMap {
-            shards: std::array::from_fn(|_| HashMap::new()),
-            hasher: RandomState::new(),
+            shards: std::array::from_fn(|_| HashMap::with_hasher(hasher.clone())),
+            hasher,
         }
     }
 }
 
-impl<K: Hash + Eq, V> ShardedMap<K, V> {
+impl<K: Hash + Eq, V, S: BuildHasher> ShardedMap<K, V, S> {
     fn index<Q: Hash + ?Sized>(&self, key: &Q) -> usize {
         // The modulo keeps the index below SHARDS.
-        (self.hasher.hash_one(key) % SHARDS as u64) as usize
+        ((self.hasher.hash_one(key) >> 32) % SHARDS as u64) as usize
     }
 
     pub(super) fn get<Q>(&self, key: &Q) -> Option<&V>
@@ -88,7 +92,7 @@ mod tests {
 
     #[test]
     fn behaves_like_one_map() {
-        let mut m = ShardedMap::default();
+        let mut m: ShardedMap<u32, u32> = ShardedMap::default();
         for i in 0..1000u32 {
             assert_eq!(m.insert(i, i * 2), None);
         }

@@ -981,7 +981,7 @@ fn server_keys_follow_rfc3261_17_2_3() {
     assert_eq!(server_key(&ack), Some(ik.clone()), "ACK maps onto INVITE");
     let ck = server_key(&cancel).expect("key");
     assert_ne!(ck, ik);
-    assert_eq!(ck.with_method(&Method::Invite), ik);
+    assert_eq!(ck.with_method(Method::Invite), ik);
     assert_ne!(
         server_key(&other_host),
         Some(ik.clone()),
@@ -1236,4 +1236,99 @@ fn new_branch_has_magic_cookie_and_is_seeded() {
     assert!(a.chars().all(|ch| ch.is_ascii_alphanumeric()));
     assert_eq!(a, b);
     assert_ne!(a, c);
+}
+
+#[test]
+fn completed_non_invite_keeps_only_its_response_and_guards_are_per_transaction() {
+    let mut layer = TransactionLayer::new(TimerConfig::default());
+    let t0 = Instant::now();
+    let udp = Peer {
+        transport: TransportKind::Udp,
+        remote: addr("10.0.0.9:5060"),
+        local: addr("10.0.0.2:5060"),
+    };
+    let via = "SIP/2.0/UDP 10.0.0.9:5060;branch=z9hG4bKdone";
+    let req = request_text("OPTIONS", via, "done", 1);
+    layer.handle_message(SipMessage::Request(req.clone()), udp, t0);
+    let Some(TransactionEvent::Request { key, .. }) = layer.poll_event() else {
+        panic!("expected the request");
+    };
+    layer
+        .send_response(&key, answer(&req, 200), t0)
+        .expect("200");
+    let sent = layer.poll_transmit().expect("the 200").data;
+    // A retransmission from another port gets the same bytes, sent there.
+    let moved = Peer {
+        remote: addr("10.0.0.9:5070"),
+        ..udp
+    };
+    layer.handle_message(SipMessage::Request(req.clone()), moved, t0 + ms(500));
+    assert_eq!(
+        layer.poll_transmit(),
+        Some(Transmit {
+            peer: moved,
+            data: sent
+        })
+    );
+    assert_eq!(layer.poll_event(), None);
+    assert_eq!(layer.len(), 1);
+    layer.handle_timeout(t0 + ms(32_000));
+    assert!(layer.is_empty(), "Timer J");
+
+    // Over TCP nothing lingers; the same key again is a new transaction,
+    // and the guard queued for the first one does not drop it.
+    let tcp = Peer {
+        transport: TransportKind::Tcp,
+        ..udp
+    };
+    let t1 = t0 + ms(40_000);
+    layer.handle_message(SipMessage::Request(req.clone()), tcp, t1);
+    let Some(TransactionEvent::Request { key, .. }) = layer.poll_event() else {
+        panic!("expected the request");
+    };
+    layer
+        .send_response(&key, answer(&req, 200), t1)
+        .expect("200");
+    assert!(layer.is_empty());
+    layer.handle_message(SipMessage::Request(req), tcp, t1 + ms(1000));
+    assert!(matches!(
+        layer.poll_event(),
+        Some(TransactionEvent::Request { .. })
+    ));
+    layer.handle_timeout(t1 + ms(32_000));
+    assert_eq!(layer.len(), 1, "its own guard is not due yet");
+    layer.handle_timeout(t1 + ms(33_000));
+    assert!(layer.is_empty(), "unanswered: dropped by its guard");
+    assert_eq!(layer.poll_timeout(), None);
+}
+
+#[test]
+fn top_via_params_read_as_a_plain_split_would() {
+    let reference = |params: &str, name: &str| -> Option<String> {
+        params.split(';').find_map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_owned())
+        })
+    };
+    for value in [
+        "SIP/2.0/UDP h;branch=z9hG4bK1;rport",
+        "SIP/2.0/UDP h ; Branch = z9 ;rport=;received=1.2.3.4;;",
+        "SIP/2.0/UDP h;a=b=c;rport",
+        "SIP/2.0/UDP h",
+        "SIP/2.0/UDP h;",
+        "SIP/2.0/UDP h;branch=x, SIP/2.0/UDP k;rport",
+    ] {
+        let via = TopVia::parse(value).expect("a usable Via");
+        for name in ["branch", "rport", "received", "a", "x", ""] {
+            assert_eq!(
+                via.param(name).map(str::to_owned),
+                reference(via.params, name),
+                "{value} {name}"
+            );
+        }
+    }
+    assert_eq!(TopVia::parse("HTTP/1.1 h"), None);
+    assert_eq!(TopVia::parse("SIP/2.0/UDP"), None);
 }

@@ -8,9 +8,10 @@
 
 use std::collections::BTreeSet;
 
-use super::shards::ShardedMap;
 use std::time::{Duration, Instant};
 
+use super::key::KeyHash;
+use super::shards::ShardedMap;
 use super::{TimerConfig, TransactionKey};
 use crate::sip::TransportKind;
 
@@ -121,7 +122,7 @@ impl TimerSlot {
 /// Armed timers of every transaction, ordered by deadline.
 #[derive(Debug, Default)]
 pub(super) struct Timers {
-    armed: ShardedMap<TransactionKey, [Option<Instant>; 2]>,
+    armed: ShardedMap<TransactionKey, [Option<Instant>; 2], KeyHash>,
     queue: BTreeSet<(Instant, TransactionKey, TimerSlot)>,
 }
 
@@ -187,12 +188,12 @@ mod unit {
     use super::*;
 
     fn key(branch: &str) -> TransactionKey {
-        TransactionKey {
-            side: super::super::Side::Client,
-            branch: branch.to_string(),
-            sent_by: String::new(),
-            method: "OPTIONS".to_string(),
-        }
+        TransactionKey::new(
+            super::super::key::Side::Client,
+            branch,
+            "",
+            rsip::Method::Options,
+        )
     }
 
     #[test]

@@ -210,14 +210,7 @@ impl Call {
         let mut resp = response_for(&self.s.a_invite, code, Some(&self.a_tag));
         resp.headers.extend(extra);
         let body = body.unwrap_or_default();
-        if !body.is_empty() {
-            resp.headers
-                .push(Header::ContentType(rsip::headers::ContentType::new(
-                    "application/sdp",
-                )));
-        }
-        resp.headers = message::finish(resp.headers, body.len(), &self.ctx.config.sip.user_agent);
-        resp.body = body;
+        super::finish_response(&mut resp, body, &self.ctx.config.sip.user_agent);
         if code >= 200 {
             self.sip_status = code;
         }
@@ -410,18 +403,11 @@ impl Call {
                             "<{c}>"
                         ))));
                 }
-                if !b.is_empty() {
-                    resp.headers
-                        .push(Header::ContentType(rsip::headers::ContentType::new(
-                            "application/sdp",
-                        )));
-                }
                 b
             }
             None => Vec::new(),
         };
-        resp.headers = message::finish(resp.headers, body.len(), &self.ctx.config.sip.user_agent);
-        resp.body = body;
+        super::finish_response(&mut resp, body, &self.ctx.config.sip.user_agent);
         self.send(CallCommand::Respond {
             key,
             response: resp,
@@ -699,16 +685,7 @@ impl Call {
         resp_a.headers.push(Header::Allow(rsip::headers::Allow::new(
             "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE",
         )));
-        if !body.is_empty() {
-            resp_a
-                .headers
-                .push(Header::ContentType(rsip::headers::ContentType::new(
-                    "application/sdp",
-                )));
-        }
-        resp_a.headers =
-            message::finish(resp_a.headers, body.len(), &self.ctx.config.sip.user_agent);
-        resp_a.body = body;
+        super::finish_response(&mut resp_a, body, &self.ctx.config.sip.user_agent);
         self.sip_status = 200;
         self.send(CallCommand::Respond {
             key: self.s.a_key.clone(),

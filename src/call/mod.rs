@@ -108,6 +108,21 @@ fn line_stats(side: &str, q: &crate::media::rtcp::LineQuality) -> Option<LineSta
     })
 }
 
+/// Completes a response a call actor sends: the SDP body (if any) with its
+/// Content-Type, then the headers every message gets.
+fn finish_response(resp: &mut rsip::Response, body: Vec<u8>, user_agent: &str) {
+    use rsip::headers::UntypedHeader;
+    if !body.is_empty() {
+        resp.headers
+            .push(rsip::Header::ContentType(rsip::headers::ContentType::new(
+                "application/sdp",
+            )));
+    }
+    let headers = std::mem::take(&mut resp.headers);
+    resp.headers = crate::sip::message::finish(headers, body.len(), user_agent);
+    resp.body = body;
+}
+
 /// The end of every call: log, count, store the record (never waiting),
 /// and tell the core its Call-IDs are free.
 fn record_call_end(ctx: &CallContext, rec: CallRecord, call_ids: Vec<String>) {

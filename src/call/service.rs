@@ -207,15 +207,11 @@ impl ServiceCall {
             resp.headers
                 .push(Header::Allow(rsip::headers::Allow::new(ALLOW)));
         }
-        let body = body.unwrap_or_default();
-        if !body.is_empty() {
-            resp.headers
-                .push(Header::ContentType(rsip::headers::ContentType::new(
-                    "application/sdp",
-                )));
-        }
-        resp.headers = message::finish(resp.headers, body.len(), &self.ctx.config.sip.user_agent);
-        resp.body = body;
+        super::finish_response(
+            &mut resp,
+            body.unwrap_or_default(),
+            &self.ctx.config.sip.user_agent,
+        );
         self.send(CallCommand::Respond {
             key,
             response: resp,

@@ -99,6 +99,8 @@ async fn relays_rtp_byte_identical_both_ways() {
         assert_eq!(got, reply);
         assert_eq!(from, c.a);
     }
+    // The worker flushes the appliance-wide counters at the end of its turn.
+    c.relay.settled().await;
     let stats = c.relay.stats();
     assert_eq!((stats.a.packets_in, stats.b.packets_out), (5, 5));
     assert_eq!((stats.b.packets_in, stats.a.packets_out), (5, 5));
@@ -165,6 +167,7 @@ async fn injected_and_non_rtp_packets_are_dropped_and_counted() {
     // others have been judged.
     assert_eq!(recv(&phone_b).await.0, rtp(2, b"second"));
 
+    c.relay.settled().await;
     let stats = c.relay.stats();
     assert_eq!(stats.a.injected_dropped, 1);
     assert_eq!(stats.a.non_rtp_dropped, 2);

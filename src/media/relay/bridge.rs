@@ -413,13 +413,12 @@ pub(super) fn send_frame(
     let mut payload = [0u8; FRAME_SAMPLES];
     codec.encode_into(frame, &mut payload);
     let packet = out.build(codec.payload_type(), &payload, false, FROM_MIXER, now_ms);
-    match leg.endpoint.socket(Stream::Rtp).send_to(&packet, remote) {
-        Ok(sent) => {
-            bump(&counters.packets_out);
-            add(&counters.bytes_out, sent);
-        }
-        Err(_) => bump(&counters.send_errors),
-    }
+    counters.send_counted(
+        leg.endpoint.socket(Stream::Rtp),
+        &packet,
+        remote,
+        Stream::Rtp,
+    );
 }
 
 /// Takes in one datagram from a mixed phone (supervisor or room member):

@@ -281,6 +281,37 @@ struct LegCounters {
     last_seen_ms: AtomicU64,
 }
 
+impl LegCounters {
+    /// Sends `packet` to `to`, counting it as sent *before* it leaves: a
+    /// peer that has received a packet always finds it in the counters.
+    /// A failed send is taken back and counted as a send error.
+    fn send_counted(
+        &self,
+        socket: &mio::net::UdpSocket,
+        packet: &[u8],
+        to: SocketAddr,
+        stream: Stream,
+    ) -> bool {
+        let (packets, bytes) = match stream {
+            Stream::Rtp => (&self.packets_out, Some(&self.bytes_out)),
+            Stream::Rtcp => (&self.rtcp_packets_out, None),
+        };
+        bump(packets);
+        if let Some(bytes) = bytes {
+            add(bytes, packet.len());
+        }
+        if socket.send_to(packet, to).is_err() {
+            packets.fetch_sub(1, Ordering::Relaxed);
+            if let Some(bytes) = bytes {
+                bytes.fetch_sub(u64::try_from(packet.len()).unwrap_or(0), Ordering::Relaxed);
+            }
+            bump(&self.send_errors);
+            return false;
+        }
+        true
+    }
+}
+
 fn bump(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
@@ -692,6 +723,16 @@ impl RelayHandle {
     /// Pauses (silence in the file) or resumes the recording.
     pub fn pause_recording(&self, pause: bool) {
         self.link.send(Command::PauseRecording(self.id, pause));
+    }
+
+    /// Returns once the worker has finished the work it was doing when
+    /// called: counters and appliance-wide metrics then include every
+    /// packet already relayed.
+    pub async fn settled(&self) {
+        let (done, settled) = oneshot::channel();
+        self.link.send(Command::Settled(done));
+        // An error means the worker is gone: nothing is in flight.
+        let _ = settled.await;
     }
 
     /// Takes the call off its worker, waits until its sockets are closed,

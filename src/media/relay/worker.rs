@@ -107,6 +107,9 @@ pub(super) enum Command {
     MemberRemote(MemberId, SocketAddr),
     MemberMute(MemberId, bool),
     Leave(MemberId, Vec<Frame>, Option<oneshot::Sender<LineQuality>>),
+    /// Answered at the start of a loop turn: every turn before it has
+    /// finished, its metrics flushed.
+    Settled(oneshot::Sender<()>),
     Shutdown,
 }
 
@@ -159,6 +162,7 @@ impl std::fmt::Debug for Command {
             Command::Inband(id, leg, on) => write!(f, "Inband({id:?}, {leg:?}, {on})"),
             Command::Record(id, _) => write!(f, "Record({id:?})"),
             Command::PauseRecording(id, on) => write!(f, "PauseRecording({id:?}, {on})"),
+            Command::Settled(_) => write!(f, "Settled"),
             Command::Shutdown => write!(f, "Shutdown"),
             Command::Attach { call, mode, .. } => write!(f, "Attach({call:?}, {mode:?})"),
             Command::SupervisorRemote(call, addr) => {
@@ -370,13 +374,12 @@ impl CallMedia {
         let Some(remote) = runtime.rtp.remote else {
             return;
         };
-        match runtime.endpoint.socket(Stream::Rtp).send_to(packet, remote) {
-            Ok(sent) => {
-                bump(&counters.packets_out);
-                add(&counters.bytes_out, sent);
-            }
-            Err(_) => bump(&counters.send_errors),
-        }
+        counters.send_counted(
+            runtime.endpoint.socket(Stream::Rtp),
+            packet,
+            remote,
+            Stream::Rtp,
+        );
     }
 
     fn report(&mut self, clock: Clock) -> RelayReport {
@@ -616,6 +619,9 @@ impl Worker {
                 if let Some(call) = self.call_mut(id) {
                     call.forwarding[direction.index()] = on;
                 }
+            }
+            Command::Settled(done) => {
+                let _ = done.send(());
             }
             Command::Remove(id, done) => {
                 if let Some(report) = self.remove(id, clock) {
@@ -1086,14 +1092,9 @@ fn on_datagram(
         return bump(&counters.unforwarded);
     };
     let out_counters = &call.shared.legs[to];
-    match out.endpoint.socket(stream).send_to(packet, destination) {
-        Ok(sent) if stream == Stream::Rtp => {
-            call.pending.forwarded[direction.index()] += 1;
-            bump(&out_counters.packets_out);
-            add(&out_counters.bytes_out, sent);
-        }
-        Ok(_) => bump(&out_counters.rtcp_packets_out),
-        Err(_) => bump(&out_counters.send_errors),
+    let sent = out_counters.send_counted(out.endpoint.socket(stream), packet, destination, stream);
+    if sent && stream == Stream::Rtp {
+        call.pending.forwarded[direction.index()] += 1;
     }
 }
 

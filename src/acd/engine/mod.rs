@@ -27,6 +27,8 @@ mod state;
 #[cfg(test)]
 mod agent_tests;
 #[cfg(test)]
+mod props;
+#[cfg(test)]
 mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -2,6 +2,8 @@
 //!
 //! # Layout
 //!
+//! - [`acd`]: queues: agents, groups, ring strategies, the sans-IO ACD
+//!   engine, the queue event log and its statistics.
 //! - [`config`]: TOML → raw structs → validated [`config::Config`]; `denwa check`.
 //! - [`sip`]: the SIP protocol core. [`sip::message`] wraps rsip (normalising
 //!   compact and folded headers first), [`sip::framing`] frames TCP streams,
@@ -20,6 +22,7 @@
 //! See `ARCHITECTURE.md` at the repository root for the invariants.
 #![forbid(unsafe_code)]
 
+pub mod acd;
 pub mod auth;
 pub mod call;
 pub mod cli;

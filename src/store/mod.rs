@@ -26,6 +26,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::oneshot;
 
+pub mod acd;
 pub mod bindings;
 pub mod cdr;
 pub mod migrations;
@@ -70,6 +71,7 @@ pub enum WriteOp {
     PurgeExpiredBindings { now_unix: i64 },
     StartRecording(RecordingStart),
     FinishRecording(RecordingEnd),
+    AcdEvent(crate::acd::LogRecord),
 }
 
 impl WriteOp {
@@ -84,6 +86,7 @@ impl WriteOp {
             WriteOp::PurgeExpiredBindings { now_unix } => bindings::purge_expired(conn, *now_unix),
             WriteOp::StartRecording(start) => recordings::insert(conn, start),
             WriteOp::FinishRecording(end) => recordings::finish(conn, end),
+            WriteOp::AcdEvent(record) => acd::insert(conn, record),
         }
     }
 
@@ -96,6 +99,7 @@ impl WriteOp {
             WriteOp::PurgeExpiredBindings { .. } => "purge_expired_bindings",
             WriteOp::StartRecording(_) => "start_recording",
             WriteOp::FinishRecording(_) => "finish_recording",
+            WriteOp::AcdEvent(_) => "acd_event",
         }
     }
 }

@@ -89,16 +89,10 @@ ALTER TABLE call_records ADD COLUMN callee_rtp_lost INTEGER;
 ALTER TABLE call_records ADD COLUMN callee_jitter_us INTEGER;
 ";
 
-/// Version 4: PLACEHOLDER for the script another branch adds as V4 at the
-/// same time (merge note: replace this empty script with that branch's V4;
-/// the ACD's script below stays version 5). Until then version 4 changes
-/// nothing.
-const V4: &str = "";
+/// Version 4: the ACD's append-only queue event log (`acd_events`).
+const V4: &str = crate::acd::schema::ACD_SCHEMA;
 
-/// Version 5: the ACD's append-only queue event log (`acd_events`).
-const V5: &str = crate::acd::schema::ACD_SCHEMA;
-
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
 
 /// The schema version this binary writes: the number of migrations.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -24,6 +24,7 @@ use crate::store::WriteOp;
 mod b2bua;
 pub mod context;
 mod destination;
+mod dtmf;
 mod service;
 mod taps;
 

@@ -10,6 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod baresip;
+pub mod rtp;
 
 pub const PASSWORD_PREFIX: &str = "secret-pw-";
 
@@ -452,6 +453,35 @@ impl SippCallee {
             .arg("1");
         for a in extra {
             sipp = sipp.arg(a);
+        }
+        let process = Background::new(sipp.spawn(limit));
+        let (ok, report) = Sipp::new("register.xml", &d.sip_addr(), "127.0.0.1")
+            .users(&register_lines(number..=number, password))
+            .key("contact_port", &port.to_string())
+            .arg("-m")
+            .arg("1")
+            .run_report(limit);
+        assert!(ok, "callee registration failed: {report}");
+        SippCallee { process, sipp }
+    }
+
+    /// Like [`SippCallee::start`], with a copy of the scenario in which
+    /// each `(from, to)` of `subs` is replaced.
+    pub fn start_substituted(
+        d: &Denwa,
+        scenario: &str,
+        number: u32,
+        subs: &[(&str, &str)],
+        limit: Duration,
+    ) -> SippCallee {
+        let port = free_port();
+        let mut sipp = Sipp::uas(scenario, "127.0.0.1", port)
+            .arg("-mp")
+            .arg(&free_port().to_string())
+            .arg("-m")
+            .arg("1");
+        for (from, to) in subs {
+            sipp = sipp.substitute(from, to);
         }
         let process = Background::new(sipp.spawn(limit));
         let (ok, report) = Sipp::new("register.xml", &d.sip_addr(), "127.0.0.1")

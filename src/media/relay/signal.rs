@@ -77,6 +77,11 @@ impl LegSignal {
         self.inband = on.then(InbandDetector::new);
     }
 
+    /// The in-band detector hears a key being held now.
+    pub fn inband_pressing(&self) -> bool {
+        self.inband.as_ref().is_some_and(InbandDetector::pressing)
+    }
+
     /// Notes the header of a packet relayed to this leg unchanged, so that
     /// denwa's own stream, when it starts, continues it.
     pub fn note_relayed(&mut self, packet: &[u8], now_ms: u64) {

@@ -28,6 +28,7 @@ use rtp_rs::RtpReader;
 use tokio::sync::{mpsc, oneshot};
 
 use super::bridge::{self, Member, MemberId, Room, Supervisor, TapMode};
+use super::digits::{self, Digit, DigitOut};
 use super::signal::{self, relayed_from, CallRecording, LegCodec, LegSignal};
 use super::{
     add, bump, copy_to_taps, looks_like_rtcp, rtcp_companion, Admit, Direction, Latch, Leg,
@@ -79,6 +80,8 @@ pub(super) enum Command {
     Inband(CallId, Leg, bool),
     Record(CallId, Box<RecordingHandle>),
     PauseRecording(CallId, bool),
+    /// Send these keys to the leg (see `digits.rs`).
+    SendDigits(CallId, Leg, Vec<Digit>),
     /// Close the call's sockets and its recording, then tell the waiter
     /// (if any) the final report.
     Remove(CallId, Option<oneshot::Sender<RelayReport>>),
@@ -162,6 +165,9 @@ impl std::fmt::Debug for Command {
             Command::Inband(id, leg, on) => write!(f, "Inband({id:?}, {leg:?}, {on})"),
             Command::Record(id, _) => write!(f, "Record({id:?})"),
             Command::PauseRecording(id, on) => write!(f, "PauseRecording({id:?}, {on})"),
+            Command::SendDigits(id, leg, keys) => {
+                write!(f, "SendDigits({id:?}, {leg:?}, {keys:?})")
+            }
             Command::Settled(_) => write!(f, "Settled"),
             Command::Shutdown => write!(f, "Shutdown"),
             Command::Attach { call, mode, .. } => write!(f, "Attach({call:?}, {mode:?})"),
@@ -293,6 +299,8 @@ struct CallMedia {
     recording: Option<CallRecording>,
     events: Option<mpsc::UnboundedSender<MediaEvent>>,
     supervisor: Option<Supervisor>,
+    /// Keys being sent to each leg.
+    digits: [DigitOut; 2],
 }
 
 #[derive(Default)]
@@ -307,6 +315,7 @@ impl CallMedia {
         self.recording.is_some()
             || self.supervisor.is_some()
             || self.signal.iter().any(|s| s.player.is_some())
+            || self.digits.iter().any(DigitOut::is_busy)
     }
 
     /// One frame of a supervised call's mix: to the supervisor, and to the
@@ -327,7 +336,7 @@ impl CallMedia {
         for leg in [Leg::A, Leg::B] {
             if let Some(frame) = &to_parties[leg.index()] {
                 let i = leg.index();
-                if self.signal[i].player.is_none() {
+                if self.signal[i].player.is_none() && !self.digits[i].is_busy() {
                     let counters = &self.shared.legs[i];
                     bridge::send_frame(
                         &self.legs[i],
@@ -348,6 +357,14 @@ impl CallMedia {
             let i = leg.index();
             if let Some(digit) = self.signal[i].tick(clock.ms) {
                 signal::emit(&mut self.events, MediaEvent::Digit { leg, digit });
+            }
+            match self.digits[i].next_frame(&mut self.signal[i], clock.ms) {
+                digits::Frame::Send(packet) => {
+                    self.send_own(leg, &packet);
+                    continue;
+                }
+                digits::Frame::Quiet => continue,
+                digits::Frame::Idle => {}
             }
             if self.signal[i].player.is_none() {
                 continue;
@@ -672,6 +689,15 @@ impl Worker {
                     }
                 }
             }
+            Command::SendDigits(id, leg, keys) => {
+                if let Some(call) = self.call_mut(id) {
+                    let queue = &mut call.digits[leg.index()];
+                    if !keys.into_iter().all(|key| queue.push(key)) {
+                        tracing::warn!(?leg, "too many keys queued; the rest are not sent");
+                    }
+                }
+                self.frames(clock);
+            }
             Command::Shutdown => {}
             Command::Attach {
                 call,
@@ -930,6 +956,7 @@ impl Worker {
             recording: None,
             events: None,
             supervisor: None,
+            digits: Default::default(),
         });
     }
 
@@ -1066,8 +1093,8 @@ fn on_datagram(
                     return bump(&counters.unforwarded);
                 }
             }
-            if call.signal[to].player.is_some() {
-                // The other leg hears a player, not this leg.
+            if call.signal[to].player.is_some() || call.digits[to].is_busy() {
+                // The other leg hears a player or keys, not this leg.
                 return bump(&counters.unforwarded);
             }
             if !prepare_for(&mut call.signal, leg, packet, clock) {
@@ -1159,6 +1186,9 @@ fn prepare_for(signal: &mut [LegSignal; 2], leg: Leg, packet: &mut [u8], clock: 
         if src != dst {
             transcode(packet, src, dst);
         }
+    }
+    if !digits::cross(from, to.codec, packet) {
+        return false;
     }
     match to.out.as_mut() {
         Some(out) => out.rewrite(packet, relayed_from(leg), clock.ms).is_ok(),

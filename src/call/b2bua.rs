@@ -10,7 +10,9 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::context::{CallCommand, CallContext};
+use super::control::{self, CallControl, Control, RecordingControl, RecordingState};
 use super::dtmf;
+use super::LiveCall;
 use super::{new_branch, new_tag, CallEvent, CallSetup};
 use crate::media::dtmf::negotiation;
 use crate::media::dtmf::{DigitEvent, DigitSource};
@@ -88,6 +90,11 @@ struct Call {
     codecs: [LegCodec; 2],
     /// The last SDP offer from each leg (A, B), for the answer to it.
     offers: [Option<sdp::MediaInfo>; 2],
+    /// The handle listed with the call once it is answered.
+    control: CallControl,
+    /// Whether the call is in the directory of live calls.
+    listed: bool,
+    recording: RecordingControl,
 }
 
 fn now_ms() -> i64 {
@@ -143,6 +150,7 @@ fn disposition_for(code: u16) -> Disposition {
 
 pub(super) async fn run(setup: CallSetup, mut events: super::EventReceiver, ctx: CallContext) {
     ctx.metrics.call_started();
+    let (control, mut commands) = control::channel(std::sync::Arc::clone(&ctx.prompts));
     let mut call = Call {
         ctx,
         a_tag: new_tag(),
@@ -167,6 +175,9 @@ pub(super) async fn run(setup: CallSetup, mut events: super::EventReceiver, ctx:
         holding: [false, false],
         codecs: [LegCodec::default(); 2],
         offers: [None, None],
+        control,
+        listed: false,
+        recording: RecordingControl::new(RecordingState::Off),
     };
     info!(caller = %call.s.caller, callee = %call.s.callee, "call attempt");
     call.start().await;
@@ -183,6 +194,7 @@ pub(super) async fn run(setup: CallSetup, mut events: super::EventReceiver, ctx:
                 *answered_until.get_or_insert_with(|| Instant::now() + calls.max_duration)
             }
             Phase::Ending => {
+                call.unlist();
                 if call.forks.iter().all(|f| f.state == ForkState::Done) {
                     break;
                 }
@@ -195,6 +207,7 @@ pub(super) async fn run(setup: CallSetup, mut events: super::EventReceiver, ctx:
                 None => break,
             },
             Some(ev) = next_media_event(&mut call.media_events) => call.media_event(ev),
+            Some(command) = commands.recv() => call.command(command),
             _ = tokio::time::sleep_until(deadline) => match call.phase {
                 Phase::Ringing => call.no_answer(),
                 Phase::Answered => {
@@ -749,6 +762,15 @@ impl Call {
             let taps = &self.ctx.taps;
             taps.register_call(id, point, &self.s.caller, &self.s.callee);
         }
+        let live = LiveCall {
+            call_id: self.s.a_call_id.clone(),
+            caller: self.s.caller.clone(),
+            callee: self.s.callee.clone(),
+            answered_at_ms: self.answered_ms.unwrap_or_else(now_ms),
+            recording: self.recording.state(),
+        };
+        self.ctx.calls.add(live, self.control.clone());
+        self.listed = true;
     }
 
     /// Once answered (the legs' codecs are set by the answer): record the
@@ -771,9 +793,43 @@ impl Call {
                 started_at_ms: now_ms(),
             };
             match self.ctx.recorder.record(spec) {
-                Ok(handle) => relay.record(handle),
+                Ok(handle) => {
+                    relay.record(handle);
+                    self.recording = RecordingControl::new(RecordingState::Recording);
+                }
                 Err(e) => warn!(error = %e, "call not recorded"),
             }
+        }
+    }
+
+    /// A command from outside the call (see `control.rs`).
+    fn command(&mut self, command: Control) {
+        let relay = self
+            .relay
+            .as_ref()
+            .filter(|_| self.phase == Phase::Answered);
+        let (recorder, call_id) = (&self.ctx.recorder, &self.s.a_call_id);
+        let layout = self.ctx.config.recording.layout;
+        let start = || {
+            recorder.record(RecordingSpec {
+                call_id: call_id.clone(),
+                layout,
+                started_at_ms: now_ms(),
+            })
+        };
+        if let Some(state) = control::execute(command, relay, &mut self.recording, start) {
+            info!(
+                recording = state.as_str(),
+                "recording changed by call control"
+            );
+            self.ctx.calls.set_recording(call_id, state);
+        }
+    }
+
+    /// Takes the call out of the directory of live calls.
+    fn unlist(&mut self) {
+        if std::mem::take(&mut self.listed) {
+            self.ctx.calls.remove(&self.s.a_call_id);
         }
     }
 
@@ -1050,6 +1106,7 @@ impl Call {
 
     async fn finish(mut self) {
         self.ctx.taps.remove_call(&self.s.a_call_id);
+        self.unlist();
         let mut lines = [None, None];
         if let Some(relay) = self.relay.take() {
             let report = relay.stop().await;

@@ -62,6 +62,16 @@ impl Denwa {
 
     /// Like [`Denwa::start`], with extra environment variables.
     pub fn start_with_env(sections: &str, env: &[(&str, &str)]) -> Denwa {
+        Denwa::start_full(sections, env, "")
+    }
+
+    /// Like [`Denwa::start`], with extra lines in the `[http]` table (such
+    /// as `api_token = "..."`).
+    pub fn start_with_http(http: &str, sections: &str) -> Denwa {
+        Denwa::start_full(sections, &[], http)
+    }
+
+    fn start_full(sections: &str, env: &[(&str, &str)], http: &str) -> Denwa {
         let dir = tempfile::tempdir().expect("temp dir");
         let sip_port = free_port();
         let http_port = free_port();
@@ -70,7 +80,7 @@ impl Denwa {
         let config = dir.path().join("denwa.toml");
         let text = format!(
             "[sip]\nudp = [\"127.0.0.1:{sip_port}\"]\ntcp = [\"127.0.0.1:{sip_port}\"]\ndomain = \"denwa.test\"\n\n\
-             [http]\nlisten = \"127.0.0.1:{http_port}\"\n\n\
+             [http]\nlisten = \"127.0.0.1:{http_port}\"\n{http}\n\n\
              [media]\nrtp_port_min = {rtp_base}\nrtp_port_max = {}\n\n\
              [storage]\ndata_dir = \"data\"\n\n\
              [log]\nlevel = \"debug\"\n\n{sections}",
@@ -157,6 +167,46 @@ impl Denwa {
             .map(|(_, b)| b.to_owned())
             .unwrap_or_default();
         Some((status, body))
+    }
+
+    /// A request to the HTTP endpoint with `method`, extra `headers` and
+    /// `body`: (status, body).
+    pub fn http(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Option<(u16, String)> {
+        let addr: SocketAddr = format!("127.0.0.1:{}", self.http_port).parse().ok()?;
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        write!(s, "{head}\r\n{body}").ok()?;
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).ok()?;
+        let status = buf.split_whitespace().nth(1)?.parse().ok()?;
+        let body = buf
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        Some((status, body))
+    }
+
+    /// POST `json` to `path` with `Authorization: Bearer <token>`.
+    pub fn http_post(&self, path: &str, token: &str, json: &str) -> Option<(u16, String)> {
+        let auth = format!("Bearer {token}");
+        let headers = [
+            ("Authorization", auth.as_str()),
+            ("Content-Type", "application/json"),
+        ];
+        self.http("POST", path, &headers, json)
     }
 
     /// The value of one metric series, such as `denwa_registrations` or

@@ -162,6 +162,14 @@ impl MemberHandle {
         self.link.send(Command::MemberMute(self.id, muted));
     }
 
+    /// A switch that mutes this member from outside its call actor.
+    pub fn mute_switch(&self) -> MuteSwitch {
+        MuteSwitch {
+            link: self.link.clone(),
+            id: self.id,
+        }
+    }
+
     /// Leaves the room (the others hear `leave_tone`) and returns what was
     /// received from the phone.
     pub async fn leave(mut self, leave_tone: Vec<Frame>) -> LineQuality {
@@ -175,6 +183,21 @@ impl MemberHandle {
     /// Packets received from and sent to the phone so far.
     pub fn stats(&self) -> super::LegStats {
         self.shared.snapshot().a
+    }
+}
+
+/// Mutes one room member; cheap to clone. Stale once the member has left
+/// (then it does nothing).
+#[derive(Debug, Clone)]
+pub struct MuteSwitch {
+    link: WorkerLink,
+    id: MemberId,
+}
+
+impl MuteSwitch {
+    /// See [`MemberHandle::mute`].
+    pub fn set(&self, muted: bool) {
+        self.link.send(Command::MemberMute(self.id, muted));
     }
 }
 

@@ -67,7 +67,7 @@ mod digits;
 mod signal;
 mod worker;
 
-pub use bridge::{MemberHandle, SupervisorHandle, TapMode, TapPoint};
+pub use bridge::{MemberHandle, MuteSwitch, SupervisorHandle, TapMode, TapPoint};
 pub use digits::{Digit, INBAND_GAP_MS, MAX_DIGIT_MS, MAX_QUEUED, MIN_DIGIT_MS};
 pub use signal::LegCodec;
 use worker::{CallId, Command, WorkerLink};
@@ -749,6 +749,12 @@ impl RelayHandle {
     pub fn record(&self, recording: RecordingHandle) {
         self.link
             .send(Command::Record(self.id, Box::new(recording)));
+    }
+
+    /// Stops the recording and closes its file; the relay goes on. A new
+    /// [`Self::record`] starts another file.
+    pub fn stop_recording(&self) {
+        self.link.send(Command::StopRecording(self.id));
     }
 
     /// Pauses (silence in the file) or resumes the recording.

@@ -80,6 +80,8 @@ pub(super) enum Command {
     Inband(CallId, Leg, bool),
     Record(CallId, Box<RecordingHandle>),
     PauseRecording(CallId, bool),
+    /// Close the recording file; the call goes on.
+    StopRecording(CallId),
     /// Send these keys to the leg (see `digits.rs`).
     SendDigits(CallId, Leg, Vec<Digit>),
     /// Close the call's sockets and its recording, then tell the waiter
@@ -165,6 +167,7 @@ impl std::fmt::Debug for Command {
             Command::Inband(id, leg, on) => write!(f, "Inband({id:?}, {leg:?}, {on})"),
             Command::Record(id, _) => write!(f, "Record({id:?})"),
             Command::PauseRecording(id, on) => write!(f, "PauseRecording({id:?}, {on})"),
+            Command::StopRecording(id) => write!(f, "StopRecording({id:?})"),
             Command::SendDigits(id, leg, keys) => {
                 write!(f, "SendDigits({id:?}, {leg:?}, {keys:?})")
             }
@@ -687,6 +690,13 @@ impl Worker {
                     } else {
                         rec.handle.resume(position);
                     }
+                }
+            }
+            Command::StopRecording(id) => {
+                if let Some(rec) = self.call_mut(id).and_then(|c| c.recording.take()) {
+                    let position = rec.position(clock.now);
+                    let summary = rec.handle.stop(position, clock.unix_ms());
+                    tracing::debug!(recording = %summary.id, "recording stopped");
                 }
             }
             Command::SendDigits(id, leg, keys) => {

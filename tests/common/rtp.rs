@@ -1,15 +1,17 @@
 //! RTP and RTCP seen from the test's side: a pair of sockets standing in
-//! for a phone's media ports, keeping everything denwa sends to them, and
-//! readers for what they kept (telephone-events, G.711 audio, keys in that
-//! audio). The sockets are read by a thread that stops when the sink is
-//! dropped, or after [`MAX_LIFE`] in any case.
+//! for a phone's media ports, keeping everything denwa sends to them (and,
+//! if asked, answering each RTP packet with one of their own, as a phone
+//! sends its stream), and readers for what they kept (telephone-events,
+//! G.711 audio, keys in that audio). Each socket is read by its own
+//! thread, which stops when the sink is dropped, or after [`MAX_LIFE`] in
+//! any case.
 #![allow(dead_code)]
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use denwa::media::dtmf::{InbandDetector, TelephoneEvent};
 use denwa::media::g711::Codec;
@@ -52,12 +54,18 @@ pub struct Datagram {
     pub data: Vec<u8>,
     pub from: SocketAddr,
     pub at: Instant,
+    pub wall: SystemTime,
 }
+
+/// The SSRC of the stream an echoing sink sends.
+pub const ECHO_SSRC: u32 = 0x5eed_0001;
 
 #[derive(Default)]
 struct Kept {
     rtp: Vec<Packet>,
     rtcp: Vec<Datagram>,
+    /// Sequence numbers of the packets the sink sent, and when.
+    sent: Vec<(u16, Instant)>,
 }
 
 /// An RTP port (even) and its RTCP port (the next one) on 127.0.0.1.
@@ -66,26 +74,46 @@ pub struct RtpSink {
     rtp: UdpSocket,
     kept: Arc<Mutex<Kept>>,
     stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 impl RtpSink {
     pub fn start() -> RtpSink {
+        RtpSink::start_with(false)
+    }
+
+    /// A sink that answers each RTP packet from denwa with one of its own
+    /// (SSRC [`ECHO_SSRC`], sequence numbers from 1, 160 timestamp units
+    /// apart, µ-law silence), sent back to where the packet came from.
+    pub fn echoing() -> RtpSink {
+        RtpSink::start_with(true)
+    }
+
+    fn start_with(echo: bool) -> RtpSink {
         let (rtp, rtcp) = bind_pair();
         let port = rtp.local_addr().expect("bound").port();
         let kept = Arc::new(Mutex::new(Kept::default()));
         let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
+        let rtp_thread = {
             let (rtp, kept, stop) = (rtp.try_clone().expect("clone"), kept.clone(), stop.clone());
-            std::thread::spawn(move || read_loop(rtp, rtcp, kept, stop))
+            std::thread::spawn(move || read_rtp(rtp, kept, stop, echo))
+        };
+        let rtcp_thread = {
+            let (kept, stop) = (kept.clone(), stop.clone());
+            std::thread::spawn(move || read_rtcp(rtcp, kept, stop))
         };
         RtpSink {
             port,
             rtp,
             kept,
             stop,
-            thread: Some(thread),
+            threads: vec![rtp_thread, rtcp_thread],
         }
+    }
+
+    /// The sequence numbers of the packets an echoing sink sent, and when.
+    pub fn sent(&self) -> Vec<(u16, Instant)> {
+        self.kept.lock().expect("lock").sent.clone()
     }
 
     /// Every RTP packet received so far, in arrival order.
@@ -113,7 +141,7 @@ impl RtpSink {
 impl Drop for RtpSink {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.thread.take() {
+        for t in self.threads.drain(..) {
             let _ = t.join();
         }
     }
@@ -135,24 +163,48 @@ fn bind_pair() -> (UdpSocket, UdpSocket) {
     panic!("no free even/odd port pair on 127.0.0.1");
 }
 
-fn read_loop(rtp: UdpSocket, rtcp: UdpSocket, kept: Arc<Mutex<Kept>>, stop: Arc<AtomicBool>) {
+fn read_rtp(socket: UdpSocket, kept: Arc<Mutex<Kept>>, stop: Arc<AtomicBool>, echo: bool) {
     let started = Instant::now();
-    for s in [&rtp, &rtcp] {
-        s.set_read_timeout(Some(Duration::from_millis(10)))
-            .expect("timeout");
-    }
+    socket
+        .set_read_timeout(Some(Duration::from_millis(10)))
+        .expect("timeout");
     let mut buf = [0u8; 2048];
+    let mut seq = 0u16;
     while !stop.load(Ordering::Relaxed) && started.elapsed() < MAX_LIFE {
-        if let Ok((n, from)) = rtp.recv_from(&mut buf) {
-            if let Some(p) = Packet::parse(&buf[..n], from, Instant::now()) {
-                kept.lock().expect("lock").rtp.push(p);
+        let Ok((n, from)) = socket.recv_from(&mut buf) else {
+            continue;
+        };
+        let Some(p) = Packet::parse(&buf[..n], from, Instant::now()) else {
+            continue;
+        };
+        kept.lock().expect("lock").rtp.push(p);
+        if echo {
+            seq = seq.wrapping_add(1);
+            let mut own = vec![0x80, 0];
+            own.extend_from_slice(&seq.to_be_bytes());
+            own.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+            own.extend_from_slice(&ECHO_SSRC.to_be_bytes());
+            own.extend_from_slice(&[0xff; 160]);
+            if socket.send_to(&own, from).is_ok() {
+                kept.lock().expect("lock").sent.push((seq, Instant::now()));
             }
         }
-        if let Ok((n, from)) = rtcp.recv_from(&mut buf) {
+    }
+}
+
+fn read_rtcp(socket: UdpSocket, kept: Arc<Mutex<Kept>>, stop: Arc<AtomicBool>) {
+    let started = Instant::now();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(10)))
+        .expect("timeout");
+    let mut buf = [0u8; 2048];
+    while !stop.load(Ordering::Relaxed) && started.elapsed() < MAX_LIFE {
+        if let Ok((n, from)) = socket.recv_from(&mut buf) {
             let d = Datagram {
                 data: buf[..n].to_vec(),
                 from,
                 at: Instant::now(),
+                wall: SystemTime::now(),
             };
             kept.lock().expect("lock").rtcp.push(d);
         }

@@ -64,6 +64,7 @@ use crate::metrics::Counter;
 
 mod bridge;
 mod digits;
+mod rtcp_out;
 mod signal;
 mod worker;
 

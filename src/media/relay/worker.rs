@@ -29,6 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::bridge::{self, Member, MemberId, Room, Supervisor, TapMode};
 use super::digits::{self, Digit, DigitOut};
+use super::rtcp_out::RtcpSender;
 use super::signal::{self, relayed_from, CallRecording, LegCodec, LegSignal};
 use super::{
     add, bump, copy_to_taps, looks_like_rtcp, rtcp_companion, Admit, Direction, Latch, Leg,
@@ -304,6 +305,8 @@ struct CallMedia {
     supervisor: Option<Supervisor>,
     /// Keys being sent to each leg.
     digits: [DigitOut; 2],
+    /// denwa's own RTCP to each leg while it hears denwa's stream.
+    rtcp: [RtcpSender; 2],
 }
 
 #[derive(Default)]
@@ -319,6 +322,7 @@ impl CallMedia {
             || self.supervisor.is_some()
             || self.signal.iter().any(|s| s.player.is_some())
             || self.digits.iter().any(DigitOut::is_busy)
+            || self.signal.iter().any(|s| s.out.is_some())
     }
 
     /// One frame of a supervised call's mix: to the supervisor, and to the
@@ -329,13 +333,7 @@ impl CallMedia {
         };
         let (to_supervisor, to_parties) = sup.frame();
         let counters = &self.shared.legs[0];
-        bridge::send_frame(
-            &sup.leg,
-            &mut sup.mix.signal,
-            counters,
-            &to_supervisor,
-            clock.ms,
-        );
+        bridge::send_mixed(&sup.leg, &mut sup.mix, counters, &to_supervisor, clock.ms);
         for leg in [Leg::A, Leg::B] {
             if let Some(frame) = &to_parties[leg.index()] {
                 let i = leg.index();
@@ -385,6 +383,24 @@ impl CallMedia {
             rec.handle.tick(position);
         }
         self.supervisor_frame(clock);
+        for leg in [Leg::A, Leg::B] {
+            let i = leg.index();
+            let unix_ms = || u64::try_from(clock.unix_ms()).unwrap_or(0);
+            if let Some(report) = self.rtcp[i].poll(&mut self.signal[i], clock.ms, unix_ms) {
+                self.send_own_rtcp(leg, &report);
+            }
+        }
+    }
+
+    /// Sends an RTCP compound denwa built to `leg`'s peer.
+    fn send_own_rtcp(&self, leg: Leg, packet: &[u8]) {
+        let runtime = &self.legs[leg.index()];
+        let Some(remote) = runtime.rtcp.remote else {
+            return;
+        };
+        let counters = &self.shared.legs[leg.index()];
+        let socket = runtime.endpoint.socket(Stream::Rtcp);
+        counters.send_counted(socket, packet, remote, Stream::Rtcp);
     }
 
     /// Sends a packet denwa generated to `leg`'s peer.
@@ -595,7 +611,7 @@ impl Worker {
             for (slot, frame) in room.frame(&mut self.members) {
                 if let Some(Some(m)) = self.members.get_mut(slot) {
                     let counters = &m.shared.legs[0];
-                    bridge::send_frame(&m.leg, &mut m.mix.signal, counters, &frame, clock.ms);
+                    bridge::send_mixed(&m.leg, &mut m.mix, counters, &frame, clock.ms);
                 }
             }
         }
@@ -851,10 +867,11 @@ impl Worker {
         if self.members.len() <= id.slot {
             self.members.resize_with(id.slot + 1, || None);
         }
+        let local = endpoint.local_rtp_addr().ip();
         self.members[id.slot] = Some(Member {
             generation: id.generation,
             leg: LegRuntime::new(endpoint, remote),
-            mix: bridge::MixLeg::new(codec),
+            mix: bridge::MixLeg::new(codec, local),
             shared,
             room,
         });
@@ -934,6 +951,7 @@ impl Worker {
         metrics: RelayMetrics,
     ) {
         let [a, b] = endpoints;
+        let local = [a.local_rtp_addr(), b.local_rtp_addr()];
         let mut legs = [
             LegRuntime::new(a, remotes[0]),
             LegRuntime::new(b, remotes[1]),
@@ -967,6 +985,10 @@ impl Worker {
             events: None,
             supervisor: None,
             digits: Default::default(),
+            rtcp: [Leg::A, Leg::B].map(|leg| {
+                let ip = local[leg.index()].ip();
+                RtcpSender::new(format!("denwa@{ip}"), rand::random())
+            }),
         });
     }
 
@@ -1083,6 +1105,7 @@ fn on_datagram(
             bump(&counters.packets_in);
             add(&counters.bytes_in, len);
             call.shared.touch(leg);
+            call.rtcp[leg.index()].heard(packet);
             let dropped = &call.shared.tap_dropped[direction.index()];
             copy_to_taps(&mut call.taps[direction.index()], dropped, packet);
             let heard = signal::hear(

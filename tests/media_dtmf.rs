@@ -1,12 +1,14 @@
 //! DTMF detection on answered calls, with real peers: key presses sent as
 //! RFC 4733 telephone-events (by baresip, and by SIPp replaying captured
 //! packets), as tones in the audio (a µ-law file made with sox, streamed by
-//! SIPp), and as SIP INFO. denwa logs each press once ("DTMF digit", with
+//! SIPp). denwa logs each press once ("DTMF digit", with
 //! leg, digit, source and duration) and counts it by source; speech (made
 //! with espeak-ng) must give no digit at all.
 //!
 //! Every call here has one peer sending and the other not echoing, so each
 //! press crosses denwa once and any second log line is a double detection.
+//! SIP INFO, and keys between legs that signal them differently, are in
+//! `dtmf_interworking.rs`.
 
 mod common;
 
@@ -142,21 +144,6 @@ fn run_call(d: &Denwa, mut callee: SippCallee, caller: Sipp) {
         1.0
     );
     assert_eq!(d.wait_metric("denwa_calls_active", 0.0), 0.0);
-}
-
-// ---------------------------------------------------------------------------
-// SIP INFO
-
-#[test]
-fn sip_info_key_is_logged_once_and_relayed_to_the_callee() {
-    let d = start_denwa();
-    // The callee's scenario fails unless an INFO with the dtmf-relay body
-    // for key 7 reaches it.
-    let callee = callee(&d, "uas_info.xml");
-    run_call(&d, callee, caller(&d, "uac_info.xml"));
-    let logged = wait_digits(&d, 1);
-    assert_digits(&d, &logged, &["7".to_owned()], "info");
-    assert_eq!(logged[0].duration_ms, 160, "the body's Duration");
 }
 
 // ---------------------------------------------------------------------------

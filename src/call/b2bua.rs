@@ -10,9 +10,12 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::context::{CallCommand, CallContext};
+use super::control::{self, CallControl, Control, RecordingControl, RecordingState};
+use super::dtmf;
+use super::LiveCall;
 use super::{new_branch, new_tag, CallEvent, CallSetup};
-use crate::media::dtmf::{self, DigitEvent, DigitSource};
-use crate::media::g711;
+use crate::media::dtmf::negotiation;
+use crate::media::dtmf::{DigitEvent, DigitSource};
 use crate::media::player::{Player, Playlist};
 use crate::media::recording::RecordingSpec;
 use crate::media::relay::{Leg, LegCodec, MediaEndpoint, MediaEvent, RelayHandle, RelayMetrics};
@@ -83,6 +86,15 @@ struct Call {
     media_events: Option<mpsc::UnboundedReceiver<MediaEvent>>,
     /// Which legs have put the other on hold (and so hear music).
     holding: [bool; 2],
+    /// What each leg speaks (A, B), from the last offer/answer.
+    codecs: [LegCodec; 2],
+    /// The last SDP offer from each leg (A, B), for the answer to it.
+    offers: [Option<sdp::MediaInfo>; 2],
+    /// The handle listed with the call once it is answered.
+    control: CallControl,
+    /// Whether the call is in the directory of live calls.
+    listed: bool,
+    recording: RecordingControl,
 }
 
 fn now_ms() -> i64 {
@@ -138,6 +150,7 @@ fn disposition_for(code: u16) -> Disposition {
 
 pub(super) async fn run(setup: CallSetup, mut events: super::EventReceiver, ctx: CallContext) {
     ctx.metrics.call_started();
+    let (control, mut commands) = control::channel(std::sync::Arc::clone(&ctx.prompts));
     let mut call = Call {
         ctx,
         a_tag: new_tag(),
@@ -160,6 +173,11 @@ pub(super) async fn run(setup: CallSetup, mut events: super::EventReceiver, ctx:
         sdp_version: 1,
         media_events: None,
         holding: [false, false],
+        codecs: [LegCodec::default(); 2],
+        offers: [None, None],
+        control,
+        listed: false,
+        recording: RecordingControl::new(RecordingState::Off),
     };
     info!(caller = %call.s.caller, callee = %call.s.callee, "call attempt");
     call.start().await;
@@ -176,6 +194,7 @@ pub(super) async fn run(setup: CallSetup, mut events: super::EventReceiver, ctx:
                 *answered_until.get_or_insert_with(|| Instant::now() + calls.max_duration)
             }
             Phase::Ending => {
+                call.unlist();
                 if call.forks.iter().all(|f| f.state == ForkState::Done) {
                     break;
                 }
@@ -188,6 +207,7 @@ pub(super) async fn run(setup: CallSetup, mut events: super::EventReceiver, ctx:
                 None => break,
             },
             Some(ev) = next_media_event(&mut call.media_events) => call.media_event(ev),
+            Some(command) = commands.recv() => call.command(command),
             _ = tokio::time::sleep_until(deadline) => match call.phase {
                 Phase::Ringing => call.no_answer(),
                 Phase::Answered => {
@@ -249,6 +269,7 @@ impl Call {
         if !supported {
             return self.reject(488, Disposition::Failed);
         }
+        self.offers[leg_index(Leg::A)] = sdp::remote_media(&offer);
         let a_remote = sdp::remote_media(&offer).map(|m| m.addr);
         let Some(first) = targets.first() else { return };
         let a_ip = self.ctx.addressing.media_ip(&self.s.a_peer);
@@ -272,7 +293,7 @@ impl Call {
             .media
             .start_relay(a_ep, b_ep, a_remote, None, metrics);
         self.relay = Some(relay);
-        let Ok(b_offer) = sdp::rewrite_for_relay(
+        let Ok(mut b_offer) = sdp::rewrite_for_relay(
             &offer,
             b_local,
             rand::random::<u32>() as u64,
@@ -280,6 +301,9 @@ impl Call {
         ) else {
             return self.reject(488, Disposition::Failed);
         };
+        // denwa can carry keys to a callee that wants events even when the
+        // caller sends them as tones.
+        negotiation::offer_telephone_event(&mut b_offer);
         let body = b_offer.to_string().into_bytes();
         let display = self
             .ctx
@@ -490,14 +514,22 @@ impl Call {
         }
         let mut body = req.body.clone();
         if matches!(req.method, Method::Invite | Method::Update) && !req.body.is_empty() {
-            match self.rewrite(&req.body, from_a) {
+            match self.rewrite_offer(&req.body, from_a) {
                 Some(b) => body = b,
                 None => return self.respond_to(key, &req, 488, None, None),
             }
             self.hold_changed(from_a, &req.body);
         }
         if req.method == Method::Info {
-            self.info_digit(from_a, &req);
+            let now = u64::try_from(now_ms()).unwrap_or(0);
+            if let Some(digit) = dtmf::info_digit(&req, now) {
+                // denwa takes the key and gives it to the other leg its
+                // own way; the INFO itself goes no further.
+                self.respond_to(key, &req, 200, None, None);
+                let leg = if from_a { Leg::A } else { Leg::B };
+                self.digit(leg, digit);
+                return;
+            }
         }
         let (dialog, peer) = if from_a {
             (self.b_dialog.as_mut(), self.b_peer)
@@ -537,19 +569,48 @@ impl Call {
         ));
     }
 
-    /// Rewrite SDP coming from one leg for the other; learn the sender's
-    /// media address on the way.
-    fn rewrite(&mut self, body: &[u8], from_a: bool) -> Option<Vec<u8>> {
+    /// Rewrite an SDP offer from one leg for the other: learn the
+    /// offerer's media address, keep its offer for the answer, and offer
+    /// telephone-events whatever the offerer had.
+    fn rewrite_offer(&mut self, body: &[u8], from_a: bool) -> Option<Vec<u8>> {
         let parsed = sdp::parse(body).ok()?;
         let local = if from_a { self.b_media? } else { self.a_media? };
-        if let (Some(relay), Some(m)) = (&self.relay, sdp::remote_media(&parsed)) {
-            let leg = if from_a { Leg::A } else { Leg::B };
-            relay.set_remote(leg, m.addr);
-            relay.set_codec(leg, leg_codec(&m));
+        let offerer = if from_a { Leg::A } else { Leg::B };
+        let media = sdp::remote_media(&parsed);
+        if let (Some(relay), Some(m)) = (&self.relay, &media) {
+            relay.set_remote(offerer, m.addr);
         }
+        self.offers[leg_index(offerer)] = media;
         self.sdp_version += 1;
-        let out = sdp::rewrite_for_relay(&parsed, local, 1, self.sdp_version).ok()?;
-        Some(out.to_string().into_bytes())
+        let mut out = sdp::rewrite_for_relay(&parsed, local, 1, self.sdp_version).ok()?;
+        negotiation::offer_telephone_event(&mut out);
+        Some(out.to_bytes())
+    }
+
+    /// Rewrite an SDP answer from one leg for the other (the offerer),
+    /// keeping to the offer; both legs' codecs follow from it.
+    fn rewrite_answer(&mut self, body: &[u8], from_a: bool) -> Option<Vec<u8>> {
+        let parsed = sdp::parse(body).ok()?;
+        let local = if from_a { self.b_media? } else { self.a_media? };
+        let answerer = if from_a { Leg::A } else { Leg::B };
+        let offerer = answerer.other();
+        let offer = self.offers[leg_index(offerer)].as_ref();
+        self.sdp_version += 1;
+        let mut out = sdp::rewrite_for_relay(&parsed, local, 1, self.sdp_version).ok()?;
+        if let Some(offer) = offer {
+            negotiation::answer_to_offer(&mut out, offer);
+        }
+        if let Some(m) = sdp::remote_media(&parsed) {
+            let (theirs, ours) = dtmf::answered(offer, &m);
+            self.codecs[leg_index(offerer)] = theirs;
+            self.codecs[leg_index(answerer)] = ours;
+            if let Some(relay) = &self.relay {
+                relay.set_remote(answerer, m.addr);
+                relay.set_codec(offerer, theirs);
+                relay.set_codec(answerer, ours);
+            }
+        }
+        Some(out.to_bytes())
     }
 
     fn response(&mut self, resp: Response) {
@@ -590,7 +651,7 @@ impl Call {
         }
         let code = resp.status_code.code();
         let body = if code == 183 && !resp.body.is_empty() {
-            self.rewrite(&resp.body, false)
+            self.rewrite_answer(&resp.body, false)
         } else {
             None
         };
@@ -667,7 +728,7 @@ impl Call {
             self.bye_dialog(&mut dialog, peer, &self.s.caller.clone());
             return;
         }
-        let body = self.rewrite(&resp.body, false).unwrap_or_default();
+        let body = self.rewrite_answer(&resp.body, false).unwrap_or_default();
         self.b_dialog = Some(dialog);
         self.b_peer = Some(peer);
         self.cancel_forks(Some(i));
@@ -695,26 +756,34 @@ impl Call {
         self.disposition = Disposition::Answered;
         self.answered_ms = Some(now_ms());
         info!("call answered");
-        self.start_media_features(&resp.body);
+        self.start_media_features();
         if let Some(relay) = &self.relay {
             let (id, point) = (&self.s.a_call_id, relay.tap_point());
             let taps = &self.ctx.taps;
             taps.register_call(id, point, &self.s.caller, &self.s.callee);
         }
+        let live = LiveCall {
+            call_id: self.s.a_call_id.clone(),
+            caller: self.s.caller.clone(),
+            callee: self.s.callee.clone(),
+            answered_at_ms: self.answered_ms.unwrap_or_else(now_ms),
+            recording: self.recording.state(),
+        };
+        self.ctx.calls.add(live, self.control.clone());
+        self.listed = true;
     }
 
-    /// Once answered: both legs speak the answer's codec; record the call
-    /// and listen for digits as configured.
-    fn start_media_features(&mut self, answer: &[u8]) {
+    /// Once answered (the legs' codecs are set by the answer): record the
+    /// call and listen for tones from the legs that send no events.
+    fn start_media_features(&mut self) {
         let Some(relay) = &self.relay else { return };
-        let media = sdp::parse(answer).ok().and_then(|s| sdp::remote_media(&s));
-        let codec = media.as_ref().map(leg_codec).unwrap_or_default();
-        relay.set_codec(Leg::A, codec);
-        relay.set_codec(Leg::B, codec);
         self.media_events = Some(relay.events());
-        if self.ctx.config.media.inband_dtmf && codec.telephone_event.is_none() {
-            relay.detect_inband(Leg::A, true);
-            relay.detect_inband(Leg::B, true);
+        if self.ctx.config.media.inband_dtmf {
+            for leg in [Leg::A, Leg::B] {
+                if self.codecs[leg_index(leg)].telephone_event.is_none() {
+                    relay.detect_inband(leg, true);
+                }
+            }
         }
         let rec = &self.ctx.config.recording;
         if rec.enabled {
@@ -724,9 +793,43 @@ impl Call {
                 started_at_ms: now_ms(),
             };
             match self.ctx.recorder.record(spec) {
-                Ok(handle) => relay.record(handle),
+                Ok(handle) => {
+                    relay.record(handle);
+                    self.recording = RecordingControl::new(RecordingState::Recording);
+                }
                 Err(e) => warn!(error = %e, "call not recorded"),
             }
+        }
+    }
+
+    /// A command from outside the call (see `control.rs`).
+    fn command(&mut self, command: Control) {
+        let relay = self
+            .relay
+            .as_ref()
+            .filter(|_| self.phase == Phase::Answered);
+        let (recorder, call_id) = (&self.ctx.recorder, &self.s.a_call_id);
+        let layout = self.ctx.config.recording.layout;
+        let start = || {
+            recorder.record(RecordingSpec {
+                call_id: call_id.clone(),
+                layout,
+                started_at_ms: now_ms(),
+            })
+        };
+        if let Some(state) = control::execute(command, relay, &mut self.recording, start) {
+            info!(
+                recording = state.as_str(),
+                "recording changed by call control"
+            );
+            self.ctx.calls.set_recording(call_id, state);
+        }
+    }
+
+    /// Takes the call out of the directory of live calls.
+    fn unlist(&mut self) {
+        if std::mem::take(&mut self.listed) {
+            self.ctx.calls.remove(&self.s.a_call_id);
         }
     }
 
@@ -742,6 +845,8 @@ impl Call {
         }
     }
 
+    /// A key pressed on `leg`: logged and counted once, and played to the
+    /// other leg when it would not get it otherwise.
     fn digit(&self, leg: Leg, digit: DigitEvent) {
         let source = match digit.source {
             DigitSource::Rfc4733 => "rfc4733",
@@ -761,28 +866,15 @@ impl Call {
         ) {
             c.inc();
         }
-    }
-
-    /// A SIP INFO carrying a key press (`application/dtmf-relay` or
-    /// `application/dtmf`); it is relayed to the other leg as well.
-    fn info_digit(&self, from_a: bool, req: &Request) {
-        let content_type = req.headers.iter().find_map(|h| match h {
-            Header::ContentType(c) => Some(c.value().to_owned()),
-            _ => None,
-        });
-        let Some(content_type) = content_type else {
-            return;
-        };
-        if let Some((digit, duration)) = dtmf::parse_info(&content_type, &req.body) {
-            let leg = if from_a { Leg::A } else { Leg::B };
-            let start = u64::try_from(now_ms()).unwrap_or(0);
-            let digit = DigitEvent {
-                digit,
-                start,
-                duration_ms: duration.unwrap_or(0),
-                source: DigitSource::Info,
-            };
-            self.digit(leg, digit);
+        let to = leg.other();
+        if let Some(relay) = &self.relay {
+            if dtmf::regenerate(digit.source, self.codecs[leg_index(to)]) {
+                debug!(?to, digit = %digit.digit, "DTMF digit played to the other leg");
+                let duration = dtmf::regenerated_duration(&digit);
+                if let Err(e) = relay.send_digit(to, digit.digit, duration) {
+                    warn!(error = %e, "DTMF digit not played");
+                }
+            }
         }
     }
 
@@ -982,7 +1074,8 @@ impl Call {
         let body = if !resp.body.is_empty()
             && matches!(r.request.method, Method::Invite | Method::Update)
         {
-            self.rewrite(&resp.body, !r.from_a).unwrap_or_default()
+            self.rewrite_answer(&resp.body, !r.from_a)
+                .unwrap_or_default()
         } else {
             Vec::new()
         };
@@ -1013,6 +1106,7 @@ impl Call {
 
     async fn finish(mut self) {
         self.ctx.taps.remove_call(&self.s.a_call_id);
+        self.unlist();
         let mut lines = [None, None];
         if let Some(relay) = self.relay.take() {
             let report = relay.stop().await;
@@ -1063,19 +1157,6 @@ fn relay_metrics(m: &Metrics) -> RelayMetrics {
             "RTP packets relayed from callees to callers.",
         ),
         dropped: m.rtp_packets_dropped().clone(),
-    }
-}
-
-/// The G.711 codec and telephone-event payload type a peer's SDP puts first.
-fn leg_codec(m: &sdp::MediaInfo) -> LegCodec {
-    let codec = m.codecs.iter().find_map(|c| match c.pt {
-        0 => Some(g711::Codec::Pcmu),
-        8 => Some(g711::Codec::Pcma),
-        _ => None,
-    });
-    LegCodec {
-        codec,
-        telephone_event: m.telephone_event_pt,
     }
 }
 

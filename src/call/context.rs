@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::media::ports::PortAllocator;
 use crate::media::recording::Recorder;
 use crate::media::relay::MediaEngine;
+use crate::media::sound::SoundLibrary;
 use crate::metrics::Metrics;
 use crate::sip::transaction::TransactionKey;
 use crate::sip::{Peer, TransportKind};
@@ -114,4 +115,8 @@ pub struct CallContext {
     pub metrics: Metrics,
     /// Running calls by extension, for supervisors.
     pub taps: super::Taps,
+    /// Live calls and room members by id, for call control (HTTP API).
+    pub calls: super::Calls,
+    /// Prompts played by call control (`[media] sounds`).
+    pub prompts: Arc<SoundLibrary>,
 }

@@ -5,7 +5,8 @@
 //!
 //! Calls to a conference room or a supervisor feature code are answered by
 //! denwa itself (`service.rs`); [`Taps`] is how a supervisor finds the call
-//! an agent is in.
+//! an agent is in, [`Calls`] how the HTTP API and scripts find a live call
+//! (or a room member) and its [`CallControl`] handle.
 //!
 //! Later modules (prompts, recording, DTMF, queues, conferences) insert
 //! themselves through the relay's taps and through new call commands; they
@@ -22,12 +23,17 @@ use crate::store::cdr::{CallRecord, LineStats};
 use crate::store::WriteOp;
 
 mod b2bua;
+mod calls;
 pub mod context;
+pub mod control;
 mod destination;
+mod dtmf;
 mod service;
 mod taps;
 
+pub use calls::{CallDirectory, Calls, LiveCall};
 use context::CallContext;
+pub use control::{CallControl, ControlError, RecordingAction, RecordingState};
 pub use destination::{Service, Supervision};
 pub use taps::{Claim, Directory, Lookup, Taps};
 

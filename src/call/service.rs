@@ -298,6 +298,9 @@ impl ServiceCall {
                     .ctx
                     .media
                     .join_room(room, endpoint, remote, codec, tone);
+                let (number, call_id) = (&self.s.caller, &self.s.a_call_id);
+                let calls = &self.ctx.calls;
+                calls.join_room(room, number, call_id, member.mute_switch());
                 info!(room = %room, "joined the conference room");
                 Media::Room(member)
             }
@@ -489,6 +492,9 @@ impl ServiceCall {
     async fn finish(mut self) {
         let quality = match std::mem::replace(&mut self.media, Media::None) {
             Media::Room(member) => {
+                if let Service::Room(room) = &self.service {
+                    self.ctx.calls.leave_room(room, &self.s.a_call_id);
+                }
                 let tone = tone_frames(&self.ctx.config.media.tones.beep);
                 let quality = member.leave(tone).await;
                 info!("left the conference room");

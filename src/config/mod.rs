@@ -151,9 +151,11 @@ pub struct LogConfig {
     pub format: LogFormat,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct HttpConfig {
     pub listen: Option<SocketAddr>,
+    /// The bearer token of the `/api/` routes; `None` leaves them off.
+    pub api_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -171,12 +171,14 @@ impl Default for RawLog {
 #[serde(deny_unknown_fields, default)]
 pub struct RawHttp {
     pub listen: Option<String>,
+    pub api_token: Option<String>,
 }
 
 impl Default for RawHttp {
     fn default() -> Self {
         RawHttp {
             listen: Some("127.0.0.1:8080".into()),
+            api_token: None,
         }
     }
 }

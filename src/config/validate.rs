@@ -228,6 +228,12 @@ pub(super) fn validate(
         },
         _ => None,
     };
+    let api_token = raw.http.api_token.clone();
+    if let Some(token) = &api_token {
+        if let Err(problem) = check_api_token(token) {
+            errs.push(&[Key("http"), Key("api_token")], problem);
+        }
+    }
 
     let c = &raw.calls;
     if c.no_answer_timeout_secs == 0 || c.no_answer_timeout_secs > 600 {
@@ -336,6 +342,7 @@ pub(super) fn validate(
         },
         http: HttpConfig {
             listen: http_listen,
+            api_token,
         },
         calls: CallsConfig {
             no_answer_timeout: Duration::from_secs(c.no_answer_timeout_secs),
@@ -349,6 +356,18 @@ pub(super) fn validate(
 }
 
 /// 1 to `max` ASCII digits.
+/// The API token: long enough not to be guessed, and nothing an HTTP
+/// header could mangle.
+fn check_api_token(token: &str) -> Result<(), &'static str> {
+    if token.len() < 16 {
+        return Err("must be at least 16 characters");
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err("use printable ASCII without spaces");
+    }
+    Ok(())
+}
+
 fn is_digits(s: &str, max: usize) -> bool {
     !s.is_empty() && s.len() <= max && s.bytes().all(|b| b.is_ascii_digit())
 }
@@ -613,6 +632,23 @@ mod tests {
                 "t.toml:4: features.whisper: `50` is also a conference room",
                 "t.toml:5: features.monitor: `1000` is also an extension number",
             ]
+        );
+    }
+
+    #[test]
+    fn the_api_token_is_off_by_default_and_checked_when_set() {
+        let c = parse("", Path::new("t.toml"), Path::new("/base")).expect("empty");
+        assert_eq!(c.http.api_token, None);
+        let ok = "[http]\napi_token = \"0123456789abcdef-xyz\"\n";
+        let c = parse(ok, Path::new("t.toml"), Path::new("/base")).expect("token");
+        assert_eq!(c.http.api_token.as_deref(), Some("0123456789abcdef-xyz"));
+        assert_eq!(
+            errors("[http]\napi_token = \"short\"\n"),
+            ["t.toml:2: http.api_token: must be at least 16 characters"]
+        );
+        assert_eq!(
+            errors("[http]\napi_token = \"0123456789 abcdef\"\n"),
+            ["t.toml:2: http.api_token: use printable ASCII without spaces"]
         );
     }
 

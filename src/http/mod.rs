@@ -5,10 +5,11 @@
 //! stops sending new work. `/metrics` renders [`Metrics`] as Prometheus text.
 //!
 //! Later modules add their own routes by merging into [`router`]'s result
-//! and passing it to [`serve_router`].
+//! and passing it to [`serve_router`]: [`api`] is the call-control API,
+//! mounted only when `[http] api_token` is set.
 //!
-//! What this module must not do: expose anything that changes state, or do
-//! blocking work on the async runtime.
+//! What this module must not do: expose anything that changes state without
+//! the API's token, or do blocking work on the async runtime.
 
 use std::future::Future;
 use std::io;
@@ -23,6 +24,8 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::metrics::Metrics;
+
+pub mod api;
 
 /// The Prometheus text exposition content type.
 pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";

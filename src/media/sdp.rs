@@ -451,7 +451,7 @@ fn disabled_section(m: &MediaDescription) -> MediaDescription {
 }
 
 /// Index of the first RTP/AVP audio section with a non-zero port.
-fn relay_section_index(sdp: &SessionDescription) -> Option<usize> {
+pub(crate) fn relay_section_index(sdp: &SessionDescription) -> Option<usize> {
     sdp.media.iter().position(|m| {
         m.media.eq_ignore_ascii_case("audio")
             && m.port != 0

@@ -127,6 +127,7 @@ pub async fn run(source: ConfigSource, config: Config) -> anyhow::Result<()> {
     let transports =
         transport::Transports::new(udp.clone(), metrics.clone(), &config.sip.user_agent)?;
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+    let calls = crate::call::Calls::new();
     let ctx = CallContext {
         commands: cmd_tx,
         config: config.clone(),
@@ -137,6 +138,10 @@ pub async fn run(source: ConfigSource, config: Config) -> anyhow::Result<()> {
         store: store.clone(),
         metrics: metrics.clone(),
         taps: crate::call::Taps::new(),
+        calls: calls.clone(),
+        prompts: Arc::new(crate::media::sound::SoundLibrary::new(
+            config.media.sounds.clone(),
+        )),
     };
     let (core_tx, core_rx) = mpsc::channel(8192);
     let core = Core::new(
@@ -164,11 +169,15 @@ pub async fn run(source: ConfigSource, config: Config) -> anyhow::Result<()> {
             metrics: metrics.clone(),
             draining: draining.clone(),
         };
+        let mut app = crate::http::router(state);
+        if let Some(token) = &config.http.api_token {
+            app = app.merge(crate::http::api::router(calls.clone(), token));
+        }
         tokio::spawn(async move {
             let stop = async {
                 let _ = http_stop_rx.await;
             };
-            if let Err(e) = crate::http::serve(listener, state, stop).await {
+            if let Err(e) = crate::http::serve_router(listener, app, stop).await {
                 error!(error = %e, "HTTP server failed");
             }
         });

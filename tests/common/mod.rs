@@ -10,6 +10,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod baresip;
+pub mod rtp;
 
 pub const PASSWORD_PREFIX: &str = "secret-pw-";
 
@@ -61,6 +62,16 @@ impl Denwa {
 
     /// Like [`Denwa::start`], with extra environment variables.
     pub fn start_with_env(sections: &str, env: &[(&str, &str)]) -> Denwa {
+        Denwa::start_full(sections, env, "")
+    }
+
+    /// Like [`Denwa::start`], with extra lines in the `[http]` table (such
+    /// as `api_token = "..."`).
+    pub fn start_with_http(http: &str, sections: &str) -> Denwa {
+        Denwa::start_full(sections, &[], http)
+    }
+
+    fn start_full(sections: &str, env: &[(&str, &str)], http: &str) -> Denwa {
         let dir = tempfile::tempdir().expect("temp dir");
         let sip_port = free_port();
         let http_port = free_port();
@@ -69,7 +80,7 @@ impl Denwa {
         let config = dir.path().join("denwa.toml");
         let text = format!(
             "[sip]\nudp = [\"127.0.0.1:{sip_port}\"]\ntcp = [\"127.0.0.1:{sip_port}\"]\ndomain = \"denwa.test\"\n\n\
-             [http]\nlisten = \"127.0.0.1:{http_port}\"\n\n\
+             [http]\nlisten = \"127.0.0.1:{http_port}\"\n{http}\n\n\
              [media]\nrtp_port_min = {rtp_base}\nrtp_port_max = {}\n\n\
              [storage]\ndata_dir = \"data\"\n\n\
              [log]\nlevel = \"debug\"\n\n{sections}",
@@ -156,6 +167,46 @@ impl Denwa {
             .map(|(_, b)| b.to_owned())
             .unwrap_or_default();
         Some((status, body))
+    }
+
+    /// A request to the HTTP endpoint with `method`, extra `headers` and
+    /// `body`: (status, body).
+    pub fn http(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Option<(u16, String)> {
+        let addr: SocketAddr = format!("127.0.0.1:{}", self.http_port).parse().ok()?;
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        for (name, value) in headers {
+            head.push_str(&format!("{name}: {value}\r\n"));
+        }
+        write!(s, "{head}\r\n{body}").ok()?;
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).ok()?;
+        let status = buf.split_whitespace().nth(1)?.parse().ok()?;
+        let body = buf
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_owned())
+            .unwrap_or_default();
+        Some((status, body))
+    }
+
+    /// POST `json` to `path` with `Authorization: Bearer <token>`.
+    pub fn http_post(&self, path: &str, token: &str, json: &str) -> Option<(u16, String)> {
+        let auth = format!("Bearer {token}");
+        let headers = [
+            ("Authorization", auth.as_str()),
+            ("Content-Type", "application/json"),
+        ];
+        self.http("POST", path, &headers, json)
     }
 
     /// The value of one metric series, such as `denwa_registrations` or
@@ -452,6 +503,35 @@ impl SippCallee {
             .arg("1");
         for a in extra {
             sipp = sipp.arg(a);
+        }
+        let process = Background::new(sipp.spawn(limit));
+        let (ok, report) = Sipp::new("register.xml", &d.sip_addr(), "127.0.0.1")
+            .users(&register_lines(number..=number, password))
+            .key("contact_port", &port.to_string())
+            .arg("-m")
+            .arg("1")
+            .run_report(limit);
+        assert!(ok, "callee registration failed: {report}");
+        SippCallee { process, sipp }
+    }
+
+    /// Like [`SippCallee::start`], with a copy of the scenario in which
+    /// each `(from, to)` of `subs` is replaced.
+    pub fn start_substituted(
+        d: &Denwa,
+        scenario: &str,
+        number: u32,
+        subs: &[(&str, &str)],
+        limit: Duration,
+    ) -> SippCallee {
+        let port = free_port();
+        let mut sipp = Sipp::uas(scenario, "127.0.0.1", port)
+            .arg("-mp")
+            .arg(&free_port().to_string())
+            .arg("-m")
+            .arg("1");
+        for (from, to) in subs {
+            sipp = sipp.substitute(from, to);
         }
         let process = Background::new(sipp.spawn(limit));
         let (ok, report) = Sipp::new("register.xml", &d.sip_addr(), "127.0.0.1")

@@ -235,6 +235,13 @@ impl InbandDetector {
         events
     }
 
+    /// Whether a key seems to be held now: a window held one and the
+    /// press has not ended yet. The relay mutes such audio towards a phone
+    /// that gets the key as an RFC 4733 event instead.
+    pub fn pressing(&self) -> bool {
+        self.press.is_some()
+    }
+
     /// Ends a press still in progress (the call is over); returns it if it
     /// qualifies.
     pub fn flush(&mut self) -> Option<DigitEvent> {

@@ -11,6 +11,7 @@
 
 pub mod inband;
 pub mod info;
+pub mod negotiation;
 pub mod rfc4733;
 
 pub use inband::InbandDetector;

@@ -12,13 +12,14 @@
 //! every phone gets denwa's own continuous RTP stream while it is mixed.
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
 use rtp_rs::RtpReader;
 
+use super::rtcp_out::RtcpSender;
 use super::signal::{LegCodec, LegSignal};
 use super::worker::{CallId, Command, LegRuntime, WorkerLink};
 use super::{
@@ -162,6 +163,14 @@ impl MemberHandle {
         self.link.send(Command::MemberMute(self.id, muted));
     }
 
+    /// A switch that mutes this member from outside its call actor.
+    pub fn mute_switch(&self) -> MuteSwitch {
+        MuteSwitch {
+            link: self.link.clone(),
+            id: self.id,
+        }
+    }
+
     /// Leaves the room (the others hear `leave_tone`) and returns what was
     /// received from the phone.
     pub async fn leave(mut self, leave_tone: Vec<Frame>) -> LineQuality {
@@ -175,6 +184,21 @@ impl MemberHandle {
     /// Packets received from and sent to the phone so far.
     pub fn stats(&self) -> super::LegStats {
         self.shared.snapshot().a
+    }
+}
+
+/// Mutes one room member; cheap to clone. Stale once the member has left
+/// (then it does nothing).
+#[derive(Debug, Clone)]
+pub struct MuteSwitch {
+    link: WorkerLink,
+    id: MemberId,
+}
+
+impl MuteSwitch {
+    /// See [`MemberHandle::mute`].
+    pub fn set(&self, muted: bool) {
+        self.link.send(Command::MemberMute(self.id, muted));
     }
 }
 
@@ -217,16 +241,20 @@ impl FrameQueue {
 pub(super) struct MixLeg {
     pub signal: LegSignal,
     pub queue: FrameQueue,
+    /// denwa's RTCP to the phone, which only ever hears denwa's stream.
+    pub rtcp: RtcpSender,
 }
 
 impl MixLeg {
-    pub fn new(codec: LegCodec) -> MixLeg {
+    /// The mix of a phone reached on denwa's address `local`.
+    pub fn new(codec: LegCodec, local: IpAddr) -> MixLeg {
         let mut signal = LegSignal::new();
         signal.codec = codec;
         signal.ensure_out_stream(0);
         MixLeg {
             signal,
             queue: FrameQueue::default(),
+            rtcp: RtcpSender::new(format!("denwa@{local}"), rand::random()),
         }
     }
 }
@@ -286,9 +314,10 @@ impl Supervisor {
         let _ = mixer.join(PARTY_A, Role::Member);
         let _ = mixer.join(PARTY_B, Role::Member);
         let _ = mixer.join(SUPERVISOR, supervisor_role(mode));
+        let local = leg.endpoint.local_rtp_addr().ip();
         Supervisor {
             leg,
-            mix: MixLeg::new(codec),
+            mix: MixLeg::new(codec, local),
             mode,
             mixer,
             parties: [FrameQueue::default(), FrameQueue::default()],
@@ -421,6 +450,30 @@ pub(super) fn send_frame(
     );
 }
 
+/// [`send_frame`] to a mixed phone, and denwa's RTCP report to it when
+/// one is due.
+pub(super) fn send_mixed(
+    leg: &LegRuntime,
+    mix: &mut MixLeg,
+    counters: &LegCounters,
+    frame: &Frame,
+    now_ms: u64,
+) {
+    send_frame(leg, &mut mix.signal, counters, frame, now_ms);
+    let unix_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0))
+    };
+    if let (Some(report), Some(remote)) = (
+        mix.rtcp.poll(&mut mix.signal, now_ms, unix_ms),
+        leg.rtcp.remote,
+    ) {
+        let socket = leg.endpoint.socket(Stream::Rtcp);
+        counters.send_counted(socket, &report, remote, Stream::Rtcp);
+    }
+}
+
 /// Takes in one datagram from a mixed phone (supervisor or room member):
 /// checks it, latches, counts, and queues its decoded audio. RTCP is
 /// counted and ends here (denwa is the phone's only peer).
@@ -449,10 +502,14 @@ pub(super) fn receive_mixed(
         _ => {}
     }
     if stream == Stream::Rtcp {
+        // Its reports about denwa's stream, and its SR for denwa's next
+        // report block.
+        mix.signal.hear_rtcp(packet, now_ms);
         return bump(&counters.rtcp_packets_in);
     }
     bump(&counters.packets_in);
     add(&counters.bytes_in, packet.len());
+    mix.rtcp.heard(packet);
     let Ok(rtp) = RtpReader::new(packet) else {
         return;
     };

@@ -63,10 +63,13 @@ use super::ports::{PortAllocator, PortLease};
 use crate::metrics::Counter;
 
 mod bridge;
+mod digits;
+mod rtcp_out;
 mod signal;
 mod worker;
 
-pub use bridge::{MemberHandle, SupervisorHandle, TapMode, TapPoint};
+pub use bridge::{MemberHandle, MuteSwitch, SupervisorHandle, TapMode, TapPoint};
+pub use digits::{Digit, INBAND_GAP_MS, MAX_DIGIT_MS, MAX_QUEUED, MIN_DIGIT_MS};
 pub use signal::LegCodec;
 use worker::{CallId, Command, WorkerLink};
 
@@ -610,6 +613,12 @@ impl Drop for EngineInner {
     }
 }
 
+/// A key that is not one of the sixteen DTMF keys (`0`–`9`, `*`, `#`,
+/// `A`–`D`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a DTMF key")]
+pub struct UnknownKey(pub char);
+
 /// What the media of a call tells its call actor.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MediaEvent {
@@ -714,10 +723,39 @@ impl RelayHandle {
         self.link.send(Command::Inband(self.id, leg, on));
     }
 
+    /// Sends `key` to `leg`, held for `duration`, the way the leg
+    /// negotiated: an RFC 4733 telephone-event when its codec has a
+    /// telephone-event payload type ([`Self::set_codec`]), DTMF tones in
+    /// its G.711 audio otherwise. Nothing else reaches the leg while the
+    /// key is sent; relaying resumes after it. Keys sent in a row queue up.
+    pub fn send_digit(&self, leg: Leg, key: char, duration: Duration) -> Result<(), UnknownKey> {
+        self.send_digits(leg, &key.to_string(), duration)
+    }
+
+    /// [`Self::send_digit`] for every key of `keys`, in order; nothing is
+    /// sent when one of them is not a DTMF key.
+    pub fn send_digits(&self, leg: Leg, keys: &str, duration: Duration) -> Result<(), UnknownKey> {
+        let ms = u32::try_from(duration.as_millis()).unwrap_or(u32::MAX);
+        let digits = keys
+            .chars()
+            .map(|key| Digit::new(key, ms).ok_or(UnknownKey(key)))
+            .collect::<Result<Vec<Digit>, UnknownKey>>()?;
+        if !digits.is_empty() {
+            self.link.send(Command::SendDigits(self.id, leg, digits));
+        }
+        Ok(())
+    }
+
     /// Records both legs into `recording` from now until the relay stops.
     pub fn record(&self, recording: RecordingHandle) {
         self.link
             .send(Command::Record(self.id, Box::new(recording)));
+    }
+
+    /// Stops the recording and closes its file; the relay goes on. A new
+    /// [`Self::record`] starts another file.
+    pub fn stop_recording(&self) {
+        self.link.send(Command::StopRecording(self.id));
     }
 
     /// Pauses (silence in the file) or resumes the recording.

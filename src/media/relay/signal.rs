@@ -21,7 +21,7 @@ use crate::media::g711::{Codec, FRAME_SAMPLES};
 use crate::media::player::Player;
 use crate::media::recording::{frames_between, RecordingHandle};
 use crate::media::rtcp::{LineQuality, LineQualityMeter};
-use crate::media::rtp_stream::{OutboundStream, SourceId};
+use crate::media::rtp_stream::{payload_range, OutboundStream, SourceId};
 
 /// The codec and DTMF payload type a leg negotiated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -57,6 +57,9 @@ pub(super) struct LegSignal {
     /// SSRC, sequence number and timestamp of the last packet relayed to
     /// the leg unchanged, and when.
     last_relayed: Option<(u32, u16, u32, u64)>,
+    /// Packets and payload octets relayed to the leg unchanged under that
+    /// SSRC: where denwa's own stream, continuing it, starts its counts.
+    relayed_counts: (u64, u64),
 }
 
 impl LegSignal {
@@ -70,11 +73,17 @@ impl LegSignal {
             player: None,
             player_fresh: false,
             last_relayed: None,
+            relayed_counts: (0, 0),
         }
     }
 
     pub fn set_inband(&mut self, on: bool) {
         self.inband = on.then(InbandDetector::new);
+    }
+
+    /// The in-band detector hears a key being held now.
+    pub fn inband_pressing(&self) -> bool {
+        self.inband.as_ref().is_some_and(InbandDetector::pressing)
     }
 
     /// Notes the header of a packet relayed to this leg unchanged, so that
@@ -84,8 +93,35 @@ impl LegSignal {
             let seq = u16::from_be_bytes([h[0], h[1]]);
             let ts = u32::from_be_bytes([h[2], h[3], h[4], h[5]]);
             let ssrc = u32::from_be_bytes([h[6], h[7], h[8], h[9]]);
+            if self.last_relayed.map(|(last, ..)| last) != Some(ssrc) {
+                self.relayed_counts = (0, 0);
+            }
+            let octets = payload_range(packet).map_or(0, |r| r.len() as u64);
+            self.relayed_counts.0 += 1;
+            self.relayed_counts.1 += octets;
             self.last_relayed = Some((ssrc, seq, ts, now_ms));
         }
+    }
+
+    /// The sender report's figures for what the leg receives from denwa:
+    /// its stream's SSRC, packets and payload octets since the stream
+    /// began (counting what was relayed under the same SSRC before denwa
+    /// took it over). `None` while denwa only relays to the leg.
+    pub fn sent_counts(&self) -> Option<(u32, u64, u64)> {
+        let out = self.out.as_ref()?;
+        let continued = self
+            .last_relayed
+            .is_some_and(|(ssrc, ..)| ssrc == out.ssrc());
+        let (packets, octets) = if continued {
+            self.relayed_counts
+        } else {
+            (0, 0)
+        };
+        Some((
+            out.ssrc(),
+            packets + out.packets_sent(),
+            octets + out.octets_sent(),
+        ))
     }
 
     /// From now on the leg gets denwa's own stream: the stream it was

@@ -28,6 +28,8 @@ use rtp_rs::RtpReader;
 use tokio::sync::{mpsc, oneshot};
 
 use super::bridge::{self, Member, MemberId, Room, Supervisor, TapMode};
+use super::digits::{self, Digit, DigitOut};
+use super::rtcp_out::RtcpSender;
 use super::signal::{self, relayed_from, CallRecording, LegCodec, LegSignal};
 use super::{
     add, bump, copy_to_taps, looks_like_rtcp, rtcp_companion, Admit, Direction, Latch, Leg,
@@ -79,6 +81,10 @@ pub(super) enum Command {
     Inband(CallId, Leg, bool),
     Record(CallId, Box<RecordingHandle>),
     PauseRecording(CallId, bool),
+    /// Close the recording file; the call goes on.
+    StopRecording(CallId),
+    /// Send these keys to the leg (see `digits.rs`).
+    SendDigits(CallId, Leg, Vec<Digit>),
     /// Close the call's sockets and its recording, then tell the waiter
     /// (if any) the final report.
     Remove(CallId, Option<oneshot::Sender<RelayReport>>),
@@ -162,6 +168,10 @@ impl std::fmt::Debug for Command {
             Command::Inband(id, leg, on) => write!(f, "Inband({id:?}, {leg:?}, {on})"),
             Command::Record(id, _) => write!(f, "Record({id:?})"),
             Command::PauseRecording(id, on) => write!(f, "PauseRecording({id:?}, {on})"),
+            Command::StopRecording(id) => write!(f, "StopRecording({id:?})"),
+            Command::SendDigits(id, leg, keys) => {
+                write!(f, "SendDigits({id:?}, {leg:?}, {keys:?})")
+            }
             Command::Settled(_) => write!(f, "Settled"),
             Command::Shutdown => write!(f, "Shutdown"),
             Command::Attach { call, mode, .. } => write!(f, "Attach({call:?}, {mode:?})"),
@@ -293,6 +303,10 @@ struct CallMedia {
     recording: Option<CallRecording>,
     events: Option<mpsc::UnboundedSender<MediaEvent>>,
     supervisor: Option<Supervisor>,
+    /// Keys being sent to each leg.
+    digits: [DigitOut; 2],
+    /// denwa's own RTCP to each leg while it hears denwa's stream.
+    rtcp: [RtcpSender; 2],
 }
 
 #[derive(Default)]
@@ -307,6 +321,8 @@ impl CallMedia {
         self.recording.is_some()
             || self.supervisor.is_some()
             || self.signal.iter().any(|s| s.player.is_some())
+            || self.digits.iter().any(DigitOut::is_busy)
+            || self.signal.iter().any(|s| s.out.is_some())
     }
 
     /// One frame of a supervised call's mix: to the supervisor, and to the
@@ -317,17 +333,11 @@ impl CallMedia {
         };
         let (to_supervisor, to_parties) = sup.frame();
         let counters = &self.shared.legs[0];
-        bridge::send_frame(
-            &sup.leg,
-            &mut sup.mix.signal,
-            counters,
-            &to_supervisor,
-            clock.ms,
-        );
+        bridge::send_mixed(&sup.leg, &mut sup.mix, counters, &to_supervisor, clock.ms);
         for leg in [Leg::A, Leg::B] {
             if let Some(frame) = &to_parties[leg.index()] {
                 let i = leg.index();
-                if self.signal[i].player.is_none() {
+                if self.signal[i].player.is_none() && !self.digits[i].is_busy() {
                     let counters = &self.shared.legs[i];
                     bridge::send_frame(
                         &self.legs[i],
@@ -349,6 +359,14 @@ impl CallMedia {
             if let Some(digit) = self.signal[i].tick(clock.ms) {
                 signal::emit(&mut self.events, MediaEvent::Digit { leg, digit });
             }
+            match self.digits[i].next_frame(&mut self.signal[i], clock.ms) {
+                digits::Frame::Send(packet) => {
+                    self.send_own(leg, &packet);
+                    continue;
+                }
+                digits::Frame::Quiet => continue,
+                digits::Frame::Idle => {}
+            }
             if self.signal[i].player.is_none() {
                 continue;
             }
@@ -365,6 +383,24 @@ impl CallMedia {
             rec.handle.tick(position);
         }
         self.supervisor_frame(clock);
+        for leg in [Leg::A, Leg::B] {
+            let i = leg.index();
+            let unix_ms = || u64::try_from(clock.unix_ms()).unwrap_or(0);
+            if let Some(report) = self.rtcp[i].poll(&mut self.signal[i], clock.ms, unix_ms) {
+                self.send_own_rtcp(leg, &report);
+            }
+        }
+    }
+
+    /// Sends an RTCP compound denwa built to `leg`'s peer.
+    fn send_own_rtcp(&self, leg: Leg, packet: &[u8]) {
+        let runtime = &self.legs[leg.index()];
+        let Some(remote) = runtime.rtcp.remote else {
+            return;
+        };
+        let counters = &self.shared.legs[leg.index()];
+        let socket = runtime.endpoint.socket(Stream::Rtcp);
+        counters.send_counted(socket, packet, remote, Stream::Rtcp);
     }
 
     /// Sends a packet denwa generated to `leg`'s peer.
@@ -575,7 +611,7 @@ impl Worker {
             for (slot, frame) in room.frame(&mut self.members) {
                 if let Some(Some(m)) = self.members.get_mut(slot) {
                     let counters = &m.shared.legs[0];
-                    bridge::send_frame(&m.leg, &mut m.mix.signal, counters, &frame, clock.ms);
+                    bridge::send_mixed(&m.leg, &mut m.mix, counters, &frame, clock.ms);
                 }
             }
         }
@@ -671,6 +707,22 @@ impl Worker {
                         rec.handle.resume(position);
                     }
                 }
+            }
+            Command::StopRecording(id) => {
+                if let Some(rec) = self.call_mut(id).and_then(|c| c.recording.take()) {
+                    let position = rec.position(clock.now);
+                    let summary = rec.handle.stop(position, clock.unix_ms());
+                    tracing::debug!(recording = %summary.id, "recording stopped");
+                }
+            }
+            Command::SendDigits(id, leg, keys) => {
+                if let Some(call) = self.call_mut(id) {
+                    let queue = &mut call.digits[leg.index()];
+                    if !keys.into_iter().all(|key| queue.push(key)) {
+                        tracing::warn!(?leg, "too many keys queued; the rest are not sent");
+                    }
+                }
+                self.frames(clock);
             }
             Command::Shutdown => {}
             Command::Attach {
@@ -815,10 +867,11 @@ impl Worker {
         if self.members.len() <= id.slot {
             self.members.resize_with(id.slot + 1, || None);
         }
+        let local = endpoint.local_rtp_addr().ip();
         self.members[id.slot] = Some(Member {
             generation: id.generation,
             leg: LegRuntime::new(endpoint, remote),
-            mix: bridge::MixLeg::new(codec),
+            mix: bridge::MixLeg::new(codec, local),
             shared,
             room,
         });
@@ -898,6 +951,7 @@ impl Worker {
         metrics: RelayMetrics,
     ) {
         let [a, b] = endpoints;
+        let local = [a.local_rtp_addr(), b.local_rtp_addr()];
         let mut legs = [
             LegRuntime::new(a, remotes[0]),
             LegRuntime::new(b, remotes[1]),
@@ -930,6 +984,11 @@ impl Worker {
             recording: None,
             events: None,
             supervisor: None,
+            digits: Default::default(),
+            rtcp: [Leg::A, Leg::B].map(|leg| {
+                let ip = local[leg.index()].ip();
+                RtcpSender::new(format!("denwa@{ip}"), rand::random())
+            }),
         });
     }
 
@@ -1046,6 +1105,7 @@ fn on_datagram(
             bump(&counters.packets_in);
             add(&counters.bytes_in, len);
             call.shared.touch(leg);
+            call.rtcp[leg.index()].heard(packet);
             let dropped = &call.shared.tap_dropped[direction.index()];
             copy_to_taps(&mut call.taps[direction.index()], dropped, packet);
             let heard = signal::hear(
@@ -1066,8 +1126,8 @@ fn on_datagram(
                     return bump(&counters.unforwarded);
                 }
             }
-            if call.signal[to].player.is_some() {
-                // The other leg hears a player, not this leg.
+            if call.signal[to].player.is_some() || call.digits[to].is_busy() {
+                // The other leg hears a player or keys, not this leg.
                 return bump(&counters.unforwarded);
             }
             if !prepare_for(&mut call.signal, leg, packet, clock) {
@@ -1159,6 +1219,9 @@ fn prepare_for(signal: &mut [LegSignal; 2], leg: Leg, packet: &mut [u8], clock: 
         if src != dst {
             transcode(packet, src, dst);
         }
+    }
+    if !digits::cross(from, to.codec, packet) {
+        return false;
     }
     match to.out.as_mut() {
         Some(out) => out.rewrite(packet, relayed_from(leg), clock.ms).is_ok(),

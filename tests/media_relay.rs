@@ -310,7 +310,10 @@ async fn tap_receives_copies_and_forwarding_can_be_paused() {
     phone_b.send_to(&rtp(9, b"other way"), c.b).await.unwrap();
     recv(&phone_a).await;
 
+    // Commands are asynchronous: wait until the worker has taken each one
+    // before sending the packet it must apply to.
     c.relay.set_forwarding(Direction::AToB, false);
+    c.relay.settled().await;
     let muted = rtp(2, b"muted");
     phone_a.send_to(&muted, c.a).await.unwrap();
     assert_eq!(
@@ -318,6 +321,7 @@ async fn tap_receives_copies_and_forwarding_can_be_paused() {
         &muted[..]
     );
     c.relay.set_forwarding(Direction::AToB, true);
+    c.relay.settled().await;
     let resumed = rtp(3, b"resumed");
     phone_a.send_to(&resumed, c.a).await.unwrap();
     assert_eq!(

@@ -841,10 +841,13 @@ fn held_phone_hears_music_then_the_other_phone(caller_holds: bool) {
          tone runs while held: {music:?}\nall: {:?}",
         runs(&rec.during)
     );
-    // Every file played whole (the last run is cut by the resume).
+    // Every file played whole (the last run is cut by the resume): never
+    // shorter, and not twice over. What the phone plays out can be longer
+    // than what was sent when its jitter buffer stretches audio on a busy
+    // machine, so the upper bound is loose.
     for &(hz, n) in &music[1..music.len() - 1] {
         assert!(
-            n.abs_diff(MUSIC_WINDOWS) <= 3,
+            n + 3 >= MUSIC_WINDOWS && n < MUSIC_WINDOWS * 3 / 2,
             "{hz} Hz lasted {n} windows, not {MUSIC_WINDOWS}: {music:?}"
         );
     }

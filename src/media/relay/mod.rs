@@ -764,8 +764,9 @@ impl RelayHandle {
     }
 
     /// Returns once the worker has finished the work it was doing when
-    /// called: counters and appliance-wide metrics then include every
-    /// packet already relayed.
+    /// called and has applied every command sent before: counters and
+    /// appliance-wide metrics then include every packet already relayed,
+    /// and the next packet to arrive is handled under those commands.
     pub async fn settled(&self) {
         let (done, settled) = oneshot::channel();
         self.link.send(Command::Settled(done));

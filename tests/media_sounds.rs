@@ -702,6 +702,12 @@ fn share(heard: &[Heard], hz: f64) -> f64 {
     heard.iter().filter(|&&h| h == Heard::Tone(hz)).count() as f64 / heard.len().max(1) as f64
 }
 
+/// The share of a talk span the other phone must fill. Not 1: on a busy
+/// machine a phone's sound card stand-in or jitter buffer can leave a few
+/// hundred milliseconds of silence; a phone that does not hear the other
+/// one scores near 0.
+const TALK_SHARE: f64 = 0.75;
+
 /// Windows in one music file.
 const MUSIC_WINDOWS: usize = (MUSIC_SECS * 50.0) as usize;
 
@@ -777,7 +783,7 @@ impl HoldRecording {
     fn assert_talk_before(&self) {
         let talk = &self.before[25.min(self.before.len())..];
         assert!(
-            share(talk, self.holder_hz) >= 0.9,
+            share(talk, self.holder_hz) >= TALK_SHARE,
             "before the hold the phone did not hear the other phone ({} Hz): {:?}",
             self.holder_hz,
             runs(&self.before)
@@ -817,7 +823,7 @@ impl HoldRecording {
             runs(&self.after)
         );
         assert!(
-            share(&self.after[back..], self.holder_hz) >= 0.9,
+            share(&self.after[back..], self.holder_hz) >= TALK_SHARE,
             "after the resume the phone heard more than the other phone: {:?}",
             runs(&self.after)
         );

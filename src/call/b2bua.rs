@@ -23,7 +23,7 @@ use crate::sip::dialog::Dialog;
 use crate::sip::message::{self, response_for, tag_of};
 use crate::sip::transaction::TransactionKey;
 use crate::sip::Peer;
-use crate::store::cdr::{CallRecord, Direction, Disposition, Side};
+use crate::store::cdr::{CallRecord, Disposition, Side};
 
 /// How long a finished call waits for the other forks' final answers
 /// (64*T1, the INVITE client transaction's lifetime).
@@ -42,6 +42,8 @@ struct Fork {
     peer: Peer,
     state: ForkState,
     final_code: Option<u16>,
+    /// Credentials were sent after a 401/407 (answered once only).
+    challenged: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -301,19 +303,15 @@ impl Call {
                 self.ctx.addressing.via(&peer, &branch),
             )));
             h.push(Header::MaxForwards(rsip::headers::MaxForwards::new("70")));
-            let from = if display.is_empty() {
-                format!("<sip:{}@{}>;tag={}", self.s.caller, domain, self.b_from_tag)
-            } else {
-                format!(
-                    "\"{}\" <sip:{}@{}>;tag={}",
-                    display, self.s.caller, domain, self.b_from_tag
-                )
-            };
+            let plan = &self.s.plan;
+            let from = plan.from_value(&self.s.caller, &display, domain, &self.b_from_tag);
             h.push(Header::From(rsip::headers::From::new(from)));
-            h.push(Header::To(rsip::headers::To::new(format!(
-                "<sip:{}@{}>",
-                self.s.callee, domain
-            ))));
+            h.push(Header::To(rsip::headers::To::new(
+                plan.to_value(&self.s.callee, domain),
+            )));
+            for extra in plan.extra_headers() {
+                h.push(extra);
+            }
             h.push(Header::CallId(rsip::headers::CallId::new(
                 self.s.b_call_id.clone(),
             )));
@@ -346,6 +344,7 @@ impl Call {
                 peer,
                 state: ForkState::Calling,
                 final_code: None,
+                challenged: false,
             });
         }
         if self.forks.is_empty() {
@@ -575,6 +574,7 @@ impl Call {
             100 => {}
             101..=199 => self.provisional(i, resp),
             200..=299 => self.answered(i, resp),
+            401 | 407 if self.answer_challenge(i, &resp) => {}
             _ => self.fork_failed(i, code),
         }
     }
@@ -868,6 +868,45 @@ impl Call {
         self.reject(best, disposition_for(best));
     }
 
+    /// A trunk's 401/407 to our INVITE: send it again once with the
+    /// trunk's credentials (same Call-ID and tags, next CSeq, new branch).
+    fn answer_challenge(&mut self, i: usize, resp: &Response) -> bool {
+        let Some(creds) = self.s.plan.credentials.clone() else {
+            return false;
+        };
+        let Some(f) = self.forks.get(i) else {
+            return false;
+        };
+        if f.challenged || self.phase != Phase::Ringing {
+            return false;
+        }
+        let branch = new_branch();
+        let via = self.ctx.addressing.via(&f.peer, &branch);
+        let cnonce = super::new_tag();
+        let Some(invite) =
+            super::outbound::authenticated_retry(&f.invite, resp, &creds, &via, &cnonce)
+        else {
+            info!("trunk challenge cannot be answered");
+            return false;
+        };
+        let peer = f.peer;
+        info!(
+            status = resp.status_code.code(),
+            "answering the trunk's challenge"
+        );
+        self.send(CallCommand::Request {
+            request: invite.clone(),
+            to: peer,
+        });
+        if let Some(f) = self.forks.get_mut(i) {
+            f.branch = branch;
+            f.invite = invite;
+            f.state = ForkState::Calling;
+            f.challenged = true;
+        }
+        true
+    }
+
     fn timeout(&mut self, key: TransactionKey) {
         // Timer B on a fork: that contact is gone.
         if let Some(i) = self
@@ -896,7 +935,10 @@ impl Call {
                     _ => {}
                 }
             }
-            h.push(Header::CSeq(rsip::headers::CSeq::new("1 CANCEL")));
+            let seq = message::cseq(&f.invite).map_or(1, |(seq, _)| seq);
+            h.push(Header::CSeq(rsip::headers::CSeq::new(format!(
+                "{seq} CANCEL"
+            ))));
             let h = message::finish(h, 0, &self.ctx.config.sip.user_agent);
             let cancel = Request {
                 method: Method::Cancel,
@@ -1032,7 +1074,7 @@ impl Call {
             ended_at_ms: ended,
             caller: self.s.caller.clone(),
             callee: self.s.callee.clone(),
-            direction: Direction::Internal,
+            direction: self.s.plan.direction,
             disposition: self.disposition,
             hangup_side: self.hangup_side,
             sip_status: self.sip_status,
@@ -1041,6 +1083,8 @@ impl Call {
             caller_ip: Some(self.s.a_peer.remote.ip().to_string()),
             caller_line: lines[0],
             callee_line: lines[1],
+            did: self.s.plan.did.clone(),
+            trunk: self.s.plan.trunk.clone(),
         }
         .with_derived_durations();
         let call_ids = vec![self.s.a_call_id.clone(), self.s.b_call_id.clone()];
@@ -1049,7 +1093,7 @@ impl Call {
 }
 
 /// The appliance-wide media counters a call's relay keeps current.
-fn relay_metrics(m: &Metrics) -> RelayMetrics {
+pub(super) fn relay_metrics(m: &Metrics) -> RelayMetrics {
     let counter = |name: &str, help: &str| m.register_counter(name, help).unwrap_or_default();
     RelayMetrics {
         relayed: m.rtp_packets_relayed().clone(),

@@ -24,6 +24,9 @@ use crate::store::WriteOp;
 mod b2bua;
 pub mod context;
 mod destination;
+pub mod notice;
+pub mod outbound;
+mod refusal;
 mod service;
 mod taps;
 
@@ -83,6 +86,8 @@ pub struct CallSetup {
     pub callee: String,
     /// `None`: no such extension; `Some(empty)`: not registered.
     pub targets: Option<Vec<Binding>>,
+    /// How the B leg differs from an internal call's (trunk calls).
+    pub plan: outbound::LegPlan,
 }
 
 /// Start the actor for a new call.
@@ -147,6 +152,24 @@ pub fn spawn(setup: CallSetup, events: EventReceiver, ctx: CallContext) {
 pub fn spawn_service(setup: CallSetup, service: Service, events: EventReceiver, ctx: CallContext) {
     let span = tracing::info_span!("call", call_id = %setup.a_call_id);
     tokio::spawn(service::run(setup, service, events, ctx).instrument(span));
+}
+
+/// Start the actor for a call the router refuses (with the restriction
+/// announcement first when the refusal asks for it and it is installed).
+pub fn spawn_refusal(
+    setup: CallSetup,
+    refusal: crate::routing::Refusal,
+    events: EventReceiver,
+    ctx: CallContext,
+) {
+    let span = tracing::info_span!("call", call_id = %setup.a_call_id);
+    let sound = ctx
+        .config
+        .telephony
+        .outbound
+        .restricted_announcement
+        .clone();
+    tokio::spawn(refusal::run(setup, refusal, sound, events, ctx).instrument(span));
 }
 
 fn random_token(len: usize) -> String {

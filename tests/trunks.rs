@@ -50,7 +50,7 @@ fn site() -> Site {
         "[auth]\nalgorithms = [\"MD5\"]\n\n[calls]\nno_answer_timeout_secs = 10\n\n\
          [outbound]\ndefault_number = \"{EAST_NUMBER}\"\n\n\
          [[trunks]]\nname = \"east\"\nkind = \"ip\"\nhost = \"{EAST_IP}\"\nport = {east_port}\naddresses = [\"{EAST_IP}\"]\n\n\
-         [[trunks]]\nname = \"west\"\nkind = \"ip\"\nhost = \"{WEST_IP}\"\nport = {west_port}\naddresses = [\"{WEST_IP}\"]\ncaller_id_format = \"e164_plus\"\n\n\
+         [[trunks]]\nname = \"west\"\nkind = \"ip\"\nhost = \"{WEST_IP}\"\nport = {west_port}\naddresses = [\"{WEST_IP}\"]\ncaller_id_format = \"e164_plus\"\ncodecs = [\"PCMA\"]\ndtmf = \"info\"\n\n\
          [[numbers]]\nnumber = \"{EAST_NUMBER}\"\nname = \"Sales\"\ntrunk = \"east\"\nroute = \"extension:{AGENT}\"\nmax_channels = 1\n\
          incoming_display = \"Sales East\"\noutgoing_display = \"Example East\"\nscreen_pop_url = \"https://crm.test/?tel=@@@@\"\noutbound_prefix = \"71\"\n\n\
          [[numbers]]\nnumber = \"+81622220000\"\ntrunk = \"west\"\nroute = \"extension:{OTHER}\"\noutbound_prefix = \"72\"\n\n\
@@ -85,9 +85,15 @@ fn carrier(d: &Denwa, scenario: &str, ip: &str, number: &str, caller: &str) -> S
 /// A carrier taking one outside call on `ip`:`port`; the INVITE must be
 /// for `ruri` and present `from` (regular expressions).
 fn carrier_uas(ip: &str, port: u16, ruri: &str, from: &str) -> (Background, Sipp) {
+    carrier_uas_offer(ip, port, ruri, from, "m=audio")
+}
+
+/// [`carrier_uas`] whose INVITE's SDP must also match `sdp`.
+fn carrier_uas_offer(ip: &str, port: u16, ruri: &str, from: &str, sdp: &str) -> (Background, Sipp) {
     let sipp = Sipp::uas("carrier_uas.xml", ip, port)
         .substitute("[ruri]", ruri)
         .substitute("[from]", from)
+        .substitute("[sdp]", sdp)
         .arg("-mp")
         .arg(&free_port().to_string())
         .arg("-m")
@@ -260,12 +266,15 @@ fn an_unknown_address_is_challenged_not_taken_as_a_trunk() {
 #[test]
 fn the_outbound_prefix_picks_the_trunk_and_caller_id() {
     let s = site();
-    // 72 + a national number: west, written +81..., presenting west's number.
-    let (mut west, west_sipp) = carrier_uas(
+    // 72 + a national number: west, written +81..., presenting west's
+    // number, offered PCMA alone (no telephone-event: west takes DTMF as
+    // SIP INFO).
+    let (mut west, west_sipp) = carrier_uas_offer(
         WEST_IP,
         s.west_port,
         "\\+81312345678",
         "sip:\\+81622220000@",
+        "m=audio [0-9]+ RTP/AVP 8[^ 0-9]",
     );
     let (ok, report) = caller_sipp(&s.d, "uac_call.xml", AGENT, "720312345678")
         .substitute("[pcap]", "/usr/share/sip-tester/g711a.pcap")

@@ -238,13 +238,19 @@ impl Call {
             info!(callee = %self.s.callee, "extension not registered");
             return self.reject(480, Disposition::Unavailable);
         }
-        let offer = match sdp::parse(&self.s.a_invite.body) {
+        let mut offer = match sdp::parse(&self.s.a_invite.body) {
             Ok(o) => o,
             Err(e) => {
                 info!(error = %e, "no usable SDP offer");
                 return self.reject(488, Disposition::Failed);
             }
         };
+        if let Some(media) = &self.s.plan.media {
+            if !super::outbound::restrict_offer(&mut offer, media) {
+                info!("none of the offered codecs is the trunk's");
+                return self.reject(488, Disposition::Failed);
+            }
+        }
         // Refuse an offer without PCMU or PCMA before any port is bound.
         let supported = sdp::remote_media(&offer)
             .is_some_and(|m| m.payload_types.iter().any(|pt| *pt == 0 || *pt == 8));

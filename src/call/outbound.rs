@@ -11,7 +11,8 @@ use rsip::prelude::*;
 use rsip::{Header, Request, Response};
 
 use crate::auth::client::Challenge;
-use crate::config::{RegisterSettings, Trunk, TrunkKind};
+use crate::config::{DtmfMode, RegisterSettings, Trunk, TrunkCodec, TrunkKind};
+use crate::media::sdp::SessionDescription;
 use crate::registrar::location::Binding;
 use crate::routing::inbound::Delivery;
 use crate::routing::number::NumberPlan;
@@ -45,6 +46,15 @@ pub struct LegPlan {
     pub headers: Vec<(String, String)>,
     /// Answer the far end's 401/407 with these.
     pub credentials: Option<RegisterSettings>,
+    /// What the far end takes: the offer sent to it is cut down to these.
+    pub media: Option<TrunkMedia>,
+}
+
+/// A trunk's codecs (in preference order) and DTMF mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrunkMedia {
+    pub codecs: Vec<TrunkCodec>,
+    pub dtmf: DtmfMode,
 }
 
 impl Default for LegPlan {
@@ -57,6 +67,7 @@ impl Default for LegPlan {
             to_uri: None,
             headers: Vec::new(),
             credentials: None,
+            media: None,
         }
     }
 }
@@ -164,7 +175,57 @@ pub fn departure_plan(d: &Departure, plan: &NumberPlan) -> LegPlan {
         to_uri: Some(format!("sip:{destination}@{host}")),
         headers,
         credentials,
+        media: Some(TrunkMedia {
+            codecs: d.trunk.codecs.clone(),
+            dtmf: d.trunk.dtmf,
+        }),
     }
+}
+
+/// Cut the audio stream of an offer going to a trunk down to the trunk's
+/// codecs, in the trunk's order, with RFC 4733 telephone-event only when
+/// the trunk takes DTMF that way (RFC 3264 §5: the offerer lists what it
+/// accepts). False when none of the offered codecs is the trunk's.
+pub fn restrict_offer(offer: &mut SessionDescription, media: &TrunkMedia) -> bool {
+    let Some(audio) = offer
+        .media
+        .iter_mut()
+        .find(|m| m.media == "audio" && m.port != 0)
+    else {
+        return false;
+    };
+    let wanted = |codec: TrunkCodec| match codec {
+        TrunkCodec::Pcmu => "PCMU",
+        TrunkCodec::Pcma => "PCMA",
+    };
+    let mut kept: Vec<u8> = Vec::new();
+    for codec in &media.codecs {
+        let name = wanted(*codec);
+        kept.extend(audio.payload_types().into_iter().filter(|pt| {
+            audio
+                .codec(*pt)
+                .is_some_and(|c| c.name.eq_ignore_ascii_case(name) && c.rate == 8000)
+        }));
+    }
+    if kept.is_empty() {
+        return false;
+    }
+    if media.dtmf == DtmfMode::Rfc4733 {
+        kept.extend(audio.telephone_event_pt());
+    }
+    audio.formats = kept.iter().map(u8::to_string).collect();
+    audio.attributes.retain(|a| {
+        if !matches!(a.name.as_str(), "rtpmap" | "fmtp") {
+            return true;
+        }
+        let pt = a
+            .value
+            .as_deref()
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|p| p.parse::<u8>().ok());
+        pt.is_some_and(|pt| kept.contains(&pt))
+    });
+    true
 }
 
 /// The target of an outside call: a contact at the trunk, reached from
@@ -283,6 +344,47 @@ mod tests {
             plan.credentials.as_ref().map(|c| c.username.as_str()),
             Some("u1")
         );
+    }
+
+    #[test]
+    fn the_offer_to_a_trunk_keeps_its_codecs_in_its_order() {
+        let body = "v=0\r\no=- 1 1 IN IP4 192.0.2.5\r\ns=-\r\nc=IN IP4 192.0.2.5\r\nt=0 0\r\n\
+m=audio 4000 RTP/AVP 0 8 18 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
+a=rtpmap:18 G729/8000\r\na=fmtp:18 annexb=no\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=sendrecv\r\n";
+        let parsed = crate::media::sdp::parse(body.as_bytes()).unwrap();
+        let mut offer = parsed.clone();
+        let alaw_first = TrunkMedia {
+            codecs: vec![TrunkCodec::Pcma, TrunkCodec::Pcmu],
+            dtmf: DtmfMode::Rfc4733,
+        };
+        assert!(restrict_offer(&mut offer, &alaw_first));
+        let audio = &offer.media[0];
+        assert_eq!(audio.formats, ["8", "0", "101"]);
+        let names: Vec<String> = audio
+            .attributes
+            .iter()
+            .map(|a| format!("{}:{}", a.name, a.value.clone().unwrap_or_default()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "rtpmap:0 PCMU/8000",
+                "rtpmap:8 PCMA/8000",
+                "rtpmap:101 telephone-event/8000",
+                "fmtp:101 0-15",
+                "sendrecv:"
+            ]
+        );
+        let mut offer = parsed.clone();
+        let info = TrunkMedia {
+            codecs: vec![TrunkCodec::Pcmu],
+            dtmf: DtmfMode::Info,
+        };
+        assert!(restrict_offer(&mut offer, &info));
+        assert_eq!(offer.media[0].formats, ["0"], "no telephone-event");
+        let mut g729_only = parsed;
+        g729_only.media[0].formats = vec!["18".into()];
+        assert!(!restrict_offer(&mut g729_only, &info));
     }
 
     #[test]

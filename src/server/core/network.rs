@@ -149,6 +149,7 @@ impl Core {
                 plan.to_uri = out.to_uri;
                 plan.headers = out.headers;
                 plan.credentials = out.credentials;
+                plan.media = out.media;
                 let callee = departure.destination.clone();
                 self.start_call(
                     key,

@@ -1,12 +1,13 @@
 //! Register trunks with SIPp as the carrier: denwa registers with the
 //! trunk's credentials (the carrier challenges with 401 and checks the
 //! digest), refreshes before the granted interval ends, shows the state in
-//! `/metrics`, and answers the carrier's 407 on an outside call. Wrong
-//! credentials leave the trunk unregistered, logged and counted.
+//! `/metrics`, and answers the carrier's 407 on an outside call; a call
+//! from the carrier's host to a number is a trunk call. Wrong credentials
+//! leave the trunk unregistered, logged and counted.
 
 mod common;
 
-use common::{caller_sipp, free_port, password, wait_until, Background, Denwa, Sipp};
+use common::{caller_sipp, free_port, password, wait_until, Background, Denwa, Sipp, SippCallee};
 use denwa::store::cdr::{Direction, Disposition};
 use std::time::Duration;
 
@@ -97,4 +98,33 @@ fn wrong_credentials_leave_the_trunk_unregistered_and_counted() {
         1.0
     );
     assert_eq!(d.log_count("retry_in_secs=30"), 1, "{}", d.log());
+}
+
+#[test]
+fn a_call_from_the_carriers_host_is_a_trunk_call() {
+    let port = free_port();
+    let (_sipp, _scenario) = carrier(port, 1);
+    let d = denwa(port, SECRET);
+    let mut agent = SippCallee::start(&d, "uas.xml", AGENT, &[], LIMIT);
+    let (ok, report) = Sipp::new("carrier_call.xml", &d.sip_addr(), CARRIER_IP)
+        .arg("-s")
+        .arg("+81355550000")
+        .key("caller", "0312345678")
+        .substitute("[hold_ms]", "500")
+        .arg("-mp")
+        .arg(&free_port().to_string())
+        .arg("-m")
+        .arg("1")
+        .run_report(LIMIT);
+    assert!(ok, "no credentials asked of the carrier: {report}");
+    agent.finish(LIMIT);
+    let rec = d.call_records(1).remove(0);
+    assert_eq!(
+        (rec.direction, rec.disposition),
+        (Direction::Inbound, Disposition::Answered)
+    );
+    assert_eq!(
+        (rec.did.as_deref(), rec.trunk.as_deref()),
+        (Some("0355550000"), Some("voip"))
+    );
 }

@@ -75,7 +75,7 @@ pub fn classify(telephony: &Telephony, lists: &Lists, offer: &Offer) -> Inbound 
     }
     let caller = plan
         .to_national(offer.caller)
-        .unwrap_or_else(|| offer.caller.to_owned());
+        .unwrap_or_else(|| safe_user(offer.caller));
     let screen_pop = number
         .screen_pop_url
         .as_ref()
@@ -86,6 +86,25 @@ pub fn classify(telephony: &Telephony, lists: &Lists, offer: &Offer) -> Inbound 
         caller,
         screen_pop,
     }))
+}
+
+/// Longest caller user part denwa passes on.
+const MAX_USER: usize = 64;
+
+/// A caller that is no number (`anonymous`, a name) as a user part denwa
+/// can write into its own headers: RFC 3261 unreserved characters only,
+/// at most [`MAX_USER`]; `anonymous` when nothing is left.
+fn safe_user(user: &str) -> String {
+    let kept: String = user
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "-_.!~*'()+".contains(*c))
+        .take(MAX_USER)
+        .collect();
+    if kept.is_empty() {
+        "anonymous".to_owned()
+    } else {
+        kept
+    }
 }
 
 /// Percent-encoding of everything but unreserved characters (RFC 3986
@@ -194,6 +213,14 @@ mod tests {
         };
         assert_eq!((r.code, r.disposition), (603, Disposition::Blocked));
         assert_eq!(r.did.as_deref(), Some("0312345678"));
+    }
+
+    #[test]
+    fn a_caller_that_is_no_number_is_made_safe_to_pass_on() {
+        assert_eq!(safe_user("anonymous"), "anonymous");
+        assert_eq!(safe_user("a\"b> c;d"), "abcd");
+        assert_eq!(safe_user("%%%"), "anonymous");
+        assert_eq!(safe_user(&"x".repeat(200)).len(), MAX_USER);
     }
 
     #[test]

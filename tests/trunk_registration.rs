@@ -128,3 +128,35 @@ fn a_call_from_the_carriers_host_is_a_trunk_call() {
         (Some("0355550000"), Some("voip"))
     );
 }
+
+#[test]
+fn a_trunk_removed_by_a_reload_is_unregistered() {
+    let port = free_port();
+    let scenario = Sipp::uas("carrier_unregister.xml", CARRIER_IP, port)
+        .substitute("[username]", USERNAME)
+        .substitute("[password]", SECRET)
+        .arg("-m")
+        .arg("1");
+    let mut sipp = Background::new(scenario.spawn(LIMIT));
+    let d = denwa(port, SECRET);
+    assert_eq!(d.wait_metric(REGISTERED, 1.0), 1.0, "{}", d.log());
+    // The same configuration without the trunk and its number.
+    let text = std::fs::read_to_string(&d.config).expect("config");
+    let (head, rest) = text.split_once("[[trunks]]").expect("a trunk");
+    let (_, extensions) = rest.split_once("[[extensions]]").expect("extensions");
+    std::fs::write(&d.config, format!("{head}[[extensions]]{extensions}")).expect("config");
+    d.signal("HUP");
+    assert!(
+        sipp.finish(LIMIT),
+        "the carrier saw no authenticated un-REGISTER: {}",
+        scenario.errors()
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || d
+            .log_count("trunk unregistered")
+            == 1),
+        "{}",
+        d.log()
+    );
+    assert_eq!(d.metric(REGISTERED), 0.0);
+}

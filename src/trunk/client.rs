@@ -136,6 +136,7 @@ async fn run(
                 Some(CallEvent::Shutdown) | None => {
                     if reg.is_registered(Instant::now()) {
                         shell.send(reg.unregister(Instant::now(), local));
+                        finish_unregistering(&mut reg, &mut events, &shell).await;
                     }
                     break;
                 }
@@ -154,6 +155,36 @@ async fn run(
     let _ = shell.ctx.commands.send(CallCommand::Ended {
         call_ids: vec![call_id],
     });
+}
+
+/// How long an un-REGISTER may take, its challenge included.
+const UNREGISTER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Answer the un-REGISTER's challenge, until it is finally answered, times
+/// out, or [`UNREGISTER_WAIT`] passes.
+async fn finish_unregistering(reg: &mut Registration, events: &mut EventReceiver, shell: &Shell) {
+    let until = tokio::time::Instant::now() + UNREGISTER_WAIT;
+    while reg.is_unregistering() {
+        let (branch, cnonce) = (new_branch(), new_tag());
+        let local = Local {
+            sent_by: &shell.ctx.addressing.sent_by(&shell.peer),
+            branch: &branch,
+            cnonce: &cnonce,
+        };
+        tokio::select! {
+            ev = events.recv() => match ev.map(|e| *e) {
+                Some(CallEvent::Response { response, .. }) => {
+                    if let Some(next) = reg.handle_response(&response, Instant::now(), local) {
+                        shell.send(next);
+                    }
+                }
+                Some(CallEvent::Timeout { .. }) | None => return,
+                Some(_) => {}
+            },
+            () = tokio::time::sleep_until(until) => return,
+        }
+    }
+    info!("trunk unregistered");
 }
 
 /// Seconds, rounded to the nearest.

@@ -65,6 +65,8 @@ pub struct Registration {
     sent_at: Instant,
     /// The REGISTER out now already carries credentials.
     answered_challenge: bool,
+    /// The REGISTER out now ends the registration (Expires: 0).
+    unregistering: bool,
     failures: u32,
     /// Registered until then, even while a refresh is failing.
     valid_until: Option<Instant>,
@@ -90,6 +92,7 @@ impl Registration {
             next: Some(now),
             sent_at: now,
             answered_challenge: false,
+            unregistering: false,
             failures: 0,
             valid_until: None,
         }
@@ -145,6 +148,11 @@ impl Registration {
         if code < 200 || !ours || self.next.is_some() {
             return None;
         }
+        if self.unregistering && !matches!(code, 401 | 407) {
+            self.unregistering = false;
+            self.status = Status::Idle;
+            return None;
+        }
         match code {
             200..=299 => {
                 self.registered(resp, now);
@@ -153,7 +161,8 @@ impl Registration {
             401 | 407 if !self.answered_challenge => match self.credentials(resp, local) {
                 Some(value) => {
                     self.answered_challenge = true;
-                    Some(self.send(now, local, self.expires, Some((code, value))))
+                    let expires = if self.unregistering { 0 } else { self.expires };
+                    Some(self.send(now, local, expires, Some((code, value))))
                 }
                 None => {
                     self.fail(now, "challenge cannot be answered", None);
@@ -301,11 +310,19 @@ impl Registration {
         }
     }
 
-    /// An un-REGISTER (Expires: 0) ending the registration.
+    /// An un-REGISTER (Expires: 0) ending the registration; its challenge
+    /// is answered like any other (with Expires: 0 again).
     pub fn unregister(&mut self, now: Instant, local: Local) -> Request {
         self.next = None;
         self.valid_until = None;
+        self.unregistering = true;
+        self.answered_challenge = false;
         self.send(now, local, 0, None)
+    }
+
+    /// An un-REGISTER is out and not finally answered yet.
+    pub fn is_unregistering(&self) -> bool {
+        self.unregistering
     }
 }
 
@@ -539,5 +556,21 @@ mod tests {
         let unreg = r.unregister(next, LOCAL);
         assert_eq!(header(&unreg, "Expires").as_deref(), Some("0"));
         assert!(!r.is_registered(next));
+        let ch = "WWW-Authenticate: Digest realm=\"c\", nonce=\"n\"\r\n";
+        let answered = r
+            .handle_response(&answer(&unreg, 401, ch), next, LOCAL)
+            .expect("answered");
+        assert_eq!(
+            header(&answered, "Expires").as_deref(),
+            Some("0"),
+            "still ending it"
+        );
+        assert!(header(&answered, "Authorization").is_some());
+        assert!(r.is_unregistering());
+        assert!(r
+            .handle_response(&answer(&answered, 200, ""), next, LOCAL)
+            .is_none());
+        assert!(!r.is_unregistering());
+        assert_eq!(r.poll_timeout(), None, "nothing more to send");
     }
 }

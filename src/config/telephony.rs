@@ -271,7 +271,14 @@ fn trunks(errs: &mut Errors, raw: Vec<RawTrunk>) -> Vec<Trunk> {
             errs.push(&at("name"), format!("trunk {} is defined twice", t.name));
         }
         let host = match t.host.parse::<IpAddr>() {
-            Ok(ip) => ip,
+            Ok(ip @ IpAddr::V4(_)) => ip,
+            Ok(ip) => {
+                errs.push(
+                    &at("host"),
+                    format!("`{ip}`: IPv6 trunk hosts are not available yet"),
+                );
+                ip
+            }
             Err(_) => {
                 errs.push(
                     &at("host"),

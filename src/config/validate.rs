@@ -653,6 +653,7 @@ mod tests {
         let text = "[[extensions]]\nnumber = \"1001\"\npassword = \"longenough\"\noutbound = \"world\"\ncaller_ids = [\"0399999999\"]\n\n\
 [[trunks]]\nname = \"t1\"\nkind = \"register\"\nhost = \"carrier.example\"\ntransport = \"tcp\"\n\n\
 [[trunks]]\nname = \"t2\"\nkind = \"ip\"\nhost = \"192.0.2.1\"\n\n\
+[[trunks]]\nname = \"t3\"\nkind = \"ip\"\nhost = \"2001:db8::1\"\naddresses = [\"2001:db8::1\"]\n\n\
 [[numbers]]\nnumber = \"0312345678\"\ntrunk = \"t2\"\nroute = \"group:sales\"\n\n\
 [[numbers]]\nnumber = \"03-1\"\ntrunk = \"t9\"\nroute = \"extension:1001\"\nscreen_pop_url = \"https://crm/\"\n";
         assert_eq!(
@@ -664,10 +665,11 @@ mod tests {
                 "t.toml:7: trunks[0].username: a register trunk needs a username without spaces, quotes or '@'",
                 "t.toml:7: trunks[0].password: a register trunk needs a password",
                 "t.toml:13: trunks[1].addresses: an ip trunk needs the carrier's addresses",
-                "t.toml:21: numbers[0].route: route kind \"group\" not available yet",
-                "t.toml:24: numbers[1].number: `03-1` is not a telephone number (digits, optionally a leading +)",
-                "t.toml:25: numbers[1].trunk: no trunk named t9",
-                "t.toml:27: numbers[1].screen_pop_url: must contain @@@@ (the caller's number) and no spaces",
+                "t.toml:21: trunks[2].host: `2001:db8::1`: IPv6 trunk hosts are not available yet",
+                "t.toml:27: numbers[0].route: route kind \"group\" not available yet",
+                "t.toml:30: numbers[1].number: `03-1` is not a telephone number (digits, optionally a leading +)",
+                "t.toml:31: numbers[1].trunk: no trunk named t9",
+                "t.toml:33: numbers[1].screen_pop_url: must contain @@@@ (the caller's number) and no spaces",
                 "t.toml:5: extensions[0].caller_ids[0]: `0399999999` is not one of the [[numbers]]",
             ]
         );

@@ -545,12 +545,16 @@ impl Call {
     /// Rewrite SDP coming from one leg for the other; learn the sender's
     /// media address on the way.
     fn rewrite(&mut self, body: &[u8], from_a: bool) -> Option<Vec<u8>> {
-        let parsed = sdp::parse(body).ok()?;
+        let mut parsed = sdp::parse(body).ok()?;
         let local = if from_a { self.b_media? } else { self.a_media? };
         if let (Some(relay), Some(m)) = (&self.relay, sdp::remote_media(&parsed)) {
             let leg = if from_a { Leg::A } else { Leg::B };
             relay.set_remote(leg, m.addr);
             relay.set_codec(leg, leg_codec(&m));
+        }
+        // Towards a trunk, only what it takes (a hold re-INVITE too).
+        if let (true, Some(media)) = (from_a, &self.s.plan.media) {
+            super::outbound::restrict_offer(&mut parsed, media);
         }
         self.sdp_version += 1;
         let out = sdp::rewrite_for_relay(&parsed, local, 1, self.sdp_version).ok()?;

@@ -6,7 +6,8 @@
 //! is challenged like a phone; the outbound prefix picks the trunk and the
 //! caller ID; permission classes, emergency numbers and the restriction
 //! list (with its announcement) hold; `denwa list` feeds the running denwa;
-//! a number routed to a named forward goes back out presenting itself.
+//! a number routed to a named forward goes back out presenting itself; a
+//! number routed to a sound plays it before refusing.
 
 mod common;
 
@@ -24,6 +25,9 @@ const EAST_NUMBER: &str = "0311110000";
 const WEST_NUMBER: &str = "0622220000";
 /// Forwarded outside, presenting itself.
 const NIGHT_NUMBER: &str = "0333330000";
+/// Plays a sound (Debian's English prompts) and refuses.
+const CLOSED_NUMBER: &str = "0344440000";
+const CLOSED_SOUND: &str = "ss-noservice";
 /// Extensions: the agent, a second one, and one that may not call out.
 const AGENT: u32 = 5001;
 const OTHER: u32 = 5002;
@@ -55,6 +59,7 @@ fn site() -> Site {
          incoming_display = \"Sales East\"\noutgoing_display = \"Example East\"\nscreen_pop_url = \"https://crm.test/?tel=@@@@\"\noutbound_prefix = \"71\"\n\n\
          [[numbers]]\nnumber = \"+81622220000\"\ntrunk = \"west\"\nroute = \"extension:{OTHER}\"\noutbound_prefix = \"72\"\n\n\
          [[numbers]]\nnumber = \"{NIGHT_NUMBER}\"\ntrunk = \"east\"\nroute = \"forward:night\"\n\n\
+         [[numbers]]\nnumber = \"{CLOSED_NUMBER}\"\ntrunk = \"east\"\nroute = \"sound:{CLOSED_SOUND}\"\n\n\
          [[forwards]]\nname = \"night\"\ndestination = \"+819012345678\"\npresent = \"called\"\n\n\
          {}{}{}",
         extension(AGENT, ""),
@@ -430,5 +435,33 @@ fn a_number_routed_to_a_forward_goes_out_presenting_the_called_number() {
     assert_eq!(
         (rec.caller.as_str(), rec.callee.as_str()),
         ("0312345678", "09012345678")
+    );
+}
+
+#[test]
+fn a_number_routed_to_a_sound_plays_it_as_early_media() {
+    let s = site();
+    let (ok, report) = carrier(
+        &s.d,
+        "carrier_refused.xml",
+        EAST_IP,
+        CLOSED_NUMBER,
+        "0312345678",
+    )
+    .substitute(
+        "<recv response=\"183\" optional=\"true\"/>",
+        "<recv response=\"183\"/>",
+    )
+    .substitute("[expect]", "480")
+    .run_report(LIMIT);
+    assert!(ok, "183, then 480 once the sound has played: {report}");
+    assert_eq!(s.d.log_count("announcement playing"), 1);
+    let rec = newest(&s.d, 1);
+    assert_eq!(rec.disposition, Disposition::Unavailable);
+    assert_eq!(rec.did.as_deref(), Some(CLOSED_NUMBER));
+    assert!(
+        rec.ring_ms >= 1000,
+        "the sound took its time: {} ms",
+        rec.ring_ms
     );
 }

@@ -154,22 +154,17 @@ pub fn spawn_service(setup: CallSetup, service: Service, events: EventReceiver, 
     tokio::spawn(service::run(setup, service, events, ctx).instrument(span));
 }
 
-/// Start the actor for a call the router refuses (with the restriction
-/// announcement first when the refusal asks for it and it is installed).
+/// Start the actor for a call the router refuses, playing `announcement`
+/// first as early media when the refusal asks for one.
 pub fn spawn_refusal(
     setup: CallSetup,
     refusal: crate::routing::Refusal,
+    announcement: Option<std::sync::Arc<crate::media::sound::Sound>>,
     events: EventReceiver,
     ctx: CallContext,
 ) {
     let span = tracing::info_span!("call", call_id = %setup.a_call_id);
-    let sound = ctx
-        .config
-        .telephony
-        .outbound
-        .restricted_announcement
-        .clone();
-    tokio::spawn(refusal::run(setup, refusal, sound, events, ctx).instrument(span));
+    tokio::spawn(refusal::run(setup, refusal, announcement, events, ctx).instrument(span));
 }
 
 fn random_token(len: usize) -> String {

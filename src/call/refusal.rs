@@ -66,9 +66,10 @@ pub(super) async fn run(
         Some(sound) => call.announce(sound).await,
         None => None,
     };
-    if let Some(relay) = relay {
+    if let Some((relay, length_ms)) = relay {
         let media_events = relay.events();
-        call.wait_for_announcement(&mut events, media_events).await;
+        call.wait_for_announcement(&mut events, media_events, length_ms)
+            .await;
         let _ = relay.stop().await;
     }
     if call.sip_status == 0 {
@@ -103,7 +104,7 @@ impl Refused {
 
     /// 183 with our SDP and the announcement playing to the caller; `None`
     /// when the offer or the ports do not allow it (then no announcement).
-    async fn announce(&mut self, sound: Arc<Sound>) -> Option<RelayHandle> {
+    async fn announce(&mut self, sound: Arc<Sound>) -> Option<(RelayHandle, u64)> {
         let offer = sdp::parse(&self.s.a_invite.body).ok()?;
         let negotiated = answer::negotiate(&offer, None).ok()?;
         let ip = self.ctx.addressing.media_ip(&self.s.a_peer);
@@ -133,23 +134,17 @@ impl Refused {
             .to_bytes();
         self.respond_invite(183, Some(body));
         info!(duration_ms = sound.duration_ms(), "announcement playing");
-        Some(relay)
+        Some((relay, sound.duration_ms()))
     }
 
-    /// Until the announcement ends, the caller cancels, or its time is up.
+    /// Until the announcement (`length` ms) ends, the caller cancels, or
+    /// its time is up.
     async fn wait_for_announcement(
         &mut self,
         events: &mut EventReceiver,
         mut media: tokio::sync::mpsc::UnboundedReceiver<MediaEvent>,
+        length: u64,
     ) {
-        let length = self
-            .ctx
-            .config
-            .telephony
-            .outbound
-            .restricted_announcement
-            .as_ref()
-            .map_or(0, |s| s.duration_ms());
         let until = Instant::now() + Duration::from_millis(length) + ANNOUNCEMENT_SLACK;
         loop {
             tokio::select! {

@@ -81,6 +81,8 @@ pub enum Route {
     Extension(String),
     /// A named `[[forwards]]` entry.
     Forward(String),
+    /// Play this sound (by name) as early media, then 480.
+    Sound(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,6 +167,8 @@ pub struct Telephony {
     pub numbers: BTreeMap<String, Number>,
     pub forwards: BTreeMap<String, Forward>,
     pub outbound: OutboundConfig,
+    /// The sounds of `sound:` routes, loaded and checked, by name.
+    pub sounds: BTreeMap<String, Arc<Sound>>,
 }
 
 /// An outbound class from its configuration word.
@@ -234,6 +238,7 @@ pub(super) fn validate(
     let plan = plan(errs, &raw.outbound);
     let trunks = trunks(errs, raw.trunks);
     let forward_names: Vec<String> = raw.forwards.iter().map(|f| f.name.clone()).collect();
+    let library = SoundLibrary::new(sounds.to_vec());
     let numbers = numbers(
         errs,
         raw.numbers,
@@ -241,15 +246,25 @@ pub(super) fn validate(
         &trunks,
         extensions,
         &forward_names,
+        &library,
     );
     let forwards = forwards(errs, raw.forwards, &plan, &numbers);
-    let outbound = outbound(errs, &raw.outbound, plan, &numbers, sounds);
+    let outbound = outbound(errs, &raw.outbound, plan, &numbers, &library);
     caller_ids(errs, &raw.caller_ids, extensions, &outbound.plan, &numbers);
+    // Checked by `route`, so loaded already: the library's cache answers.
+    let sounds = numbers
+        .values()
+        .filter_map(|n| match &n.route {
+            Route::Sound(name) => Some((name.clone(), library.get(name).ok()?)),
+            _ => None,
+        })
+        .collect();
     Telephony {
         trunks,
         numbers,
         forwards,
         outbound,
+        sounds,
     }
 }
 
@@ -440,6 +455,7 @@ fn route(
     text: &str,
     extensions: &BTreeMap<String, Extension>,
     forwards: &[String],
+    library: &SoundLibrary,
 ) -> Option<Route> {
     let at = [Key("numbers"), Index(i), Key("route")];
     let Some((kind, target)) = text.split_once(':') else {
@@ -464,14 +480,23 @@ fn route(
             errs.push(&at, format!("no [[forwards]] entry named {target}"));
             None
         }
-        "group" | "sound" | "ivr" | "script" => {
+        "sound" => match library.get(target) {
+            Ok(_) => Some(Route::Sound(target.to_owned())),
+            Err(e) => {
+                errs.push(&at, e.to_string());
+                None
+            }
+        },
+        "group" | "ivr" | "script" => {
             errs.push(&at, format!("route kind \"{kind}\" not available yet"));
             None
         }
         other => {
             errs.push(
                 &at,
-                format!("unknown route kind `{other}`: use \"extension\" or \"forward\""),
+                format!(
+                    "unknown route kind `{other}`: use \"extension\", \"forward\" or \"sound\""
+                ),
             );
             None
         }
@@ -485,6 +510,7 @@ fn numbers(
     trunks: &[Trunk],
     extensions: &BTreeMap<String, Extension>,
     forwards: &[String],
+    library: &SoundLibrary,
 ) -> BTreeMap<String, Number> {
     let mut out: BTreeMap<String, Number> = BTreeMap::new();
     let mut prefixes: Vec<String> = Vec::new();
@@ -503,7 +529,7 @@ fn numbers(
         if !trunks.iter().any(|t| t.name == n.trunk) {
             errs.push(&at("trunk"), format!("no trunk named {}", n.trunk));
         }
-        let route = route(errs, i, &n.route, extensions, forwards);
+        let route = route(errs, i, &n.route, extensions, forwards, library);
         for (k, v) in [
             ("name", &n.name),
             ("incoming_display", &n.incoming_display),
@@ -626,7 +652,7 @@ fn outbound(
     raw: &RawOutbound,
     plan: NumberPlan,
     numbers: &BTreeMap<String, Number>,
-    sounds: &[PathBuf],
+    library: &SoundLibrary,
 ) -> OutboundConfig {
     let default_number = raw
         .default_number
@@ -662,7 +688,7 @@ fn outbound(
     };
     let restricted_announcement = match raw.restricted_announcement.as_str() {
         "" => None,
-        name => match SoundLibrary::new(sounds.to_vec()).get(name) {
+        name => match library.get(name) {
             Ok(sound) => Some(sound),
             Err(crate::media::sound::SoundError::NotFound { .. }) => None,
             Err(e) => {

@@ -706,4 +706,35 @@ mod tests {
             crate::config::OutboundClass::Forbidden
         );
     }
+
+    #[test]
+    fn a_sound_route_needs_a_sound_that_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 8000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(dir.path().join("closed.wav"), spec).unwrap();
+        for _ in 0..800 {
+            w.write_sample(0i16).unwrap();
+        }
+        w.finalize().unwrap();
+        let base = format!(
+            "[media]\nsounds = [\"{}\"]\n\
+             [[trunks]]\nname = \"t\"\nkind = \"ip\"\nhost = \"192.0.2.1\"\naddresses = [\"192.0.2.1\"]\n\
+             [[numbers]]\nnumber = \"0311112222\"\ntrunk = \"t\"\nroute = \"sound:closed\"\n",
+            dir.path().display()
+        );
+        let c = parse(&base, Path::new("t.toml"), Path::new("/")).expect("valid");
+        assert_eq!(c.telephony.sounds["closed"].duration_ms(), 100);
+        let missing = format!(
+            "{base}[[numbers]]\nnumber = \"0311113333\"\ntrunk = \"t\"\nroute = \"sound:gone\"\n"
+        );
+        let e = errors(&missing);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].starts_with("t.toml:15: numbers[1].route: "), "{e:?}");
+        assert!(e[0].contains("gone"), "{e:?}");
+    }
 }

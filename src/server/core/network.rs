@@ -32,6 +32,8 @@ pub(super) enum Start {
     Bridge(Option<Vec<crate::registrar::location::Binding>>),
     /// Turned away by the refusal actor.
     Refuse(Refusal),
+    /// Turned away after this sound as early media (a `sound:` route).
+    Announce(Refusal, std::sync::Arc<crate::media::sound::Sound>),
 }
 
 /// The user part of a header's URI.
@@ -127,6 +129,20 @@ impl Core {
                     plan,
                     Start::Bridge(Some(targets)),
                 );
+            }
+            Route::Sound(name) => {
+                let sound = self.config.telephony.sounds.get(&name).cloned();
+                let refusal = Refusal {
+                    announce: true,
+                    did: Some(d.number.number.clone()),
+                    trunk: Some(d.trunk.clone()),
+                    ..Refusal::new(480, crate::store::Disposition::Unavailable, "a sound route")
+                };
+                let start = match sound {
+                    Some(sound) => Start::Announce(refusal, sound),
+                    None => Start::Refuse(refusal),
+                };
+                self.start_call(key, req, from, d.caller, name, plan, start);
             }
             Route::Forward(name) => {
                 let Some(departure) = self.forward_departure(&name, &d) else {
@@ -365,7 +381,7 @@ impl Core {
         self.calls.insert(b_call_id.clone(), tx);
         let targets = match &start {
             Start::Bridge(t) => t.clone(),
-            Start::Refuse(_) => None,
+            Start::Refuse(_) | Start::Announce(..) => None,
         };
         let setup = CallSetup {
             a_key: key,
@@ -380,7 +396,13 @@ impl Core {
         };
         match start {
             Start::Bridge(_) => call::spawn(setup, rx, self.ctx.clone()),
-            Start::Refuse(r) => call::spawn_refusal(setup, r, rx, self.ctx.clone()),
+            Start::Refuse(r) => {
+                let restricted = &self.config.telephony.outbound.restricted_announcement;
+                call::spawn_refusal(setup, r, restricted.clone(), rx, self.ctx.clone())
+            }
+            Start::Announce(r, sound) => {
+                call::spawn_refusal(setup, r, Some(sound), rx, self.ctx.clone())
+            }
         }
     }
 }

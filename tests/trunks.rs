@@ -7,7 +7,8 @@
 //! caller ID; permission classes, emergency numbers and the restriction
 //! list (with its announcement) hold; `denwa list` feeds the running denwa;
 //! a number routed to a named forward goes back out presenting itself; a
-//! number routed to a sound plays it before refusing.
+//! number routed to a sound plays it before refusing; a phone's RFC 4733
+//! key press reaches a trunk that takes DTMF as SIP INFO as an INFO.
 
 mod common;
 
@@ -464,4 +465,26 @@ fn a_number_routed_to_a_sound_plays_it_as_early_media() {
         "the sound took its time: {} ms",
         rec.ring_ms
     );
+}
+
+#[test]
+fn a_key_press_reaches_an_info_trunk_as_sip_info() {
+    let s = site();
+    let sipp = Sipp::uas("carrier_uas_info.xml", WEST_IP, s.west_port)
+        .substitute("[ruri]", "\\+81312345678")
+        .substitute("[from]", "sip:\\+81622220000@")
+        .substitute("[sdp]", "m=audio [0-9]+ RTP/AVP 8[^ 0-9]")
+        .substitute("[info]", "Signal=5")
+        .arg("-mp")
+        .arg(&free_port().to_string())
+        .arg("-m")
+        .arg("1");
+    let mut west = Background::new(sipp.spawn(LIMIT));
+    let press = "<nop><action><exec play_pcap_audio=\"/usr/share/sip-tester/dtmf_2833_5.pcap\"/></action></nop>\n  <pause milliseconds=\"600\"/>";
+    let (ok, report) = caller_sipp(&s.d, "uac_dtmf_events.xml", AGENT, "720312345678")
+        .substitute("<!-- [keys] -->", press)
+        .run_report(LIMIT);
+    assert!(ok, "the phone was offered telephone-event: {report}");
+    assert!(west.finish(LIMIT), "no INFO for the key: {}", sipp.errors());
+    assert_eq!(s.d.log_count("source=\"rfc4733\""), 1, "{}", s.d.log());
 }

@@ -677,7 +677,10 @@ impl Call {
             self.bye_dialog(&mut dialog, peer, &self.s.caller.clone());
             return;
         }
-        let body = self.rewrite(&resp.body, false).unwrap_or_default();
+        let mut body = self.rewrite(&resp.body, false).unwrap_or_default();
+        if let Some(pt) = self.converted_dtmf_pt() {
+            body = super::outbound::answer_with_telephone_event(&body, &self.s.a_invite.body, pt);
+        }
         self.b_dialog = Some(dialog);
         self.b_peer = Some(peer);
         self.cancel_forks(Some(i));
@@ -719,7 +722,15 @@ impl Call {
         let Some(relay) = &self.relay else { return };
         let media = sdp::parse(answer).ok().and_then(|s| sdp::remote_media(&s));
         let codec = media.as_ref().map(leg_codec).unwrap_or_default();
-        relay.set_codec(Leg::A, codec);
+        // The phone keeps RFC 4733 when its trunk takes DTMF another way.
+        let telephone_event = self.converted_dtmf_pt().or(codec.telephone_event);
+        relay.set_codec(
+            Leg::A,
+            LegCodec {
+                telephone_event,
+                ..codec
+            },
+        );
         relay.set_codec(Leg::B, codec);
         self.media_events = Some(relay.events());
         if self.ctx.config.media.inband_dtmf && codec.telephone_event.is_none() {
@@ -752,7 +763,63 @@ impl Call {
         }
     }
 
-    fn digit(&self, leg: Leg, digit: DigitEvent) {
+    /// See [`super::outbound::converted_dtmf_pt`].
+    fn converted_dtmf_pt(&self) -> Option<u8> {
+        super::outbound::converted_dtmf_pt(self.s.plan.media.as_ref(), &self.s.a_invite.body)
+    }
+
+    /// A phone's RFC 4733 key press sent on as its trunk takes DTMF: a SIP
+    /// INFO, or the tone played into the trunk's audio.
+    fn convert_digit(&mut self, digit: &DigitEvent) {
+        let Some(media) = &self.s.plan.media else {
+            return;
+        };
+        if self.converted_dtmf_pt().is_none() {
+            return;
+        }
+        let duration = digit.duration_ms.max(100);
+        match media.dtmf {
+            crate::config::DtmfMode::Info => self.send_info_digit(digit.digit, duration),
+            crate::config::DtmfMode::Inband => {
+                let (Some(relay), Some(tone)) =
+                    (&self.relay, crate::media::tones::dtmf_tone(digit.digit))
+                else {
+                    return;
+                };
+                relay.play(
+                    Leg::B,
+                    Player::new(Playlist::new().then_tone(tone, duration)),
+                );
+            }
+            crate::config::DtmfMode::Rfc4733 => {}
+        }
+    }
+
+    fn send_info_digit(&mut self, digit: char, duration_ms: u32) {
+        let (Some(dialog), Some(peer)) = (self.b_dialog.as_mut(), self.b_peer) else {
+            return;
+        };
+        let branch = new_branch();
+        let via = self.ctx.addressing.via(&peer, &branch);
+        let contact = self.ctx.addressing.contact(&peer, &self.s.caller);
+        let mut info = dialog.request(Method::Info, &via, &contact, None);
+        info.headers
+            .push(Header::ContentType(rsip::headers::ContentType::new(
+                "application/dtmf-relay",
+            )));
+        let body = super::outbound::dtmf_relay_body(digit, duration_ms).into_bytes();
+        info.headers = message::finish(info.headers, body.len(), &self.ctx.config.sip.user_agent);
+        info.body = body;
+        self.send(CallCommand::Request {
+            request: info,
+            to: peer,
+        });
+    }
+
+    fn digit(&mut self, leg: Leg, digit: DigitEvent) {
+        if leg == Leg::A && digit.source == DigitSource::Rfc4733 {
+            self.convert_digit(&digit);
+        }
         let source = match digit.source {
             DigitSource::Rfc4733 => "rfc4733",
             DigitSource::Info => "info",
@@ -775,7 +842,7 @@ impl Call {
 
     /// A SIP INFO carrying a key press (`application/dtmf-relay` or
     /// `application/dtmf`); it is relayed to the other leg as well.
-    fn info_digit(&self, from_a: bool, req: &Request) {
+    fn info_digit(&mut self, from_a: bool, req: &Request) {
         let content_type = req.headers.iter().find_map(|h| match h {
             Header::ContentType(c) => Some(c.value().to_owned()),
             _ => None,

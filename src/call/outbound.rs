@@ -12,7 +12,7 @@ use rsip::{Header, Request, Response};
 
 use crate::auth::client::Challenge;
 use crate::config::{DtmfMode, RegisterSettings, Trunk, TrunkCodec, TrunkKind};
-use crate::media::sdp::SessionDescription;
+use crate::media::sdp::{self, Attribute, SessionDescription};
 use crate::registrar::location::Binding;
 use crate::routing::inbound::Delivery;
 use crate::routing::number::NumberPlan;
@@ -180,6 +180,59 @@ pub fn departure_plan(d: &Departure, plan: &NumberPlan) -> LegPlan {
             dtmf: d.trunk.dtmf,
         }),
     }
+}
+
+/// The telephone-event payload type a phone offered when its trunk takes
+/// DTMF another way (SIP INFO or tones): denwa then keeps RFC 4733 with
+/// the phone and sends its key presses on as the trunk wants them.
+pub fn converted_dtmf_pt(media: Option<&TrunkMedia>, phone_offer: &[u8]) -> Option<u8> {
+    if media?.dtmf == DtmfMode::Rfc4733 {
+        return None;
+    }
+    let offer = sdp::parse(phone_offer).ok()?;
+    offer
+        .media
+        .iter()
+        .find(|m| m.media == "audio" && m.port != 0)?
+        .telephone_event_pt()
+}
+
+/// The answer for the phone with telephone-event `pt` added as the phone
+/// offered it (its `rtpmap` and `fmtp`); unchanged when it cannot be.
+pub fn answer_with_telephone_event(answer: &[u8], phone_offer: &[u8], pt: u8) -> Vec<u8> {
+    let (Ok(mut out), Ok(offer)) = (sdp::parse(answer), sdp::parse(phone_offer)) else {
+        return answer.to_vec();
+    };
+    let offered = offer
+        .media
+        .iter()
+        .find(|m| m.media == "audio" && m.port != 0);
+    let Some(audio) = out
+        .media
+        .iter_mut()
+        .find(|m| m.media == "audio" && m.port != 0)
+    else {
+        return answer.to_vec();
+    };
+    let pt_text = pt.to_string();
+    if audio.formats.contains(&pt_text) {
+        return answer.to_vec();
+    }
+    audio.formats.push(pt_text.clone());
+    let of_pt = |a: &&Attribute| {
+        matches!(a.name.as_str(), "rtpmap" | "fmtp")
+            && a.value.as_deref().and_then(|v| v.split_whitespace().next()) == Some(&pt_text)
+    };
+    let copied: Vec<Attribute> = offered
+        .map(|m| m.attributes.iter().filter(of_pt).cloned().collect())
+        .unwrap_or_default();
+    audio.attributes.extend(copied);
+    out.to_bytes()
+}
+
+/// A key press as a SIP INFO body (`application/dtmf-relay`).
+pub fn dtmf_relay_body(digit: char, duration_ms: u32) -> String {
+    format!("Signal={digit}\r\nDuration={duration_ms}\r\n")
 }
 
 /// Cut the audio stream of an offer going to a trunk down to the trunk's
@@ -385,6 +438,38 @@ a=rtpmap:18 G729/8000\r\na=fmtp:18 annexb=no\r\na=rtpmap:101 telephone-event/800
         let mut g729_only = parsed;
         g729_only.media[0].formats = vec!["18".into()];
         assert!(!restrict_offer(&mut g729_only, &info));
+    }
+
+    #[test]
+    fn a_phone_keeps_rfc4733_when_its_trunk_takes_dtmf_another_way() {
+        let phone = "v=0\r\no=- 1 1 IN IP4 192.0.2.5\r\ns=-\r\nc=IN IP4 192.0.2.5\r\nt=0 0\r\n\
+m=audio 4000 RTP/AVP 8 96\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:96 telephone-event/8000\r\na=fmtp:96 0-15\r\n";
+        let trunk_answer =
+            "v=0\r\no=- 2 2 IN IP4 192.0.2.9\r\ns=-\r\nc=IN IP4 192.0.2.9\r\nt=0 0\r\n\
+m=audio 5000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n";
+        let info = TrunkMedia {
+            codecs: vec![TrunkCodec::Pcma],
+            dtmf: DtmfMode::Info,
+        };
+        let rfc = TrunkMedia {
+            dtmf: DtmfMode::Rfc4733,
+            ..info.clone()
+        };
+        assert_eq!(converted_dtmf_pt(Some(&info), phone.as_bytes()), Some(96));
+        assert_eq!(converted_dtmf_pt(Some(&rfc), phone.as_bytes()), None);
+        assert_eq!(converted_dtmf_pt(None, phone.as_bytes()), None);
+        let out = answer_with_telephone_event(trunk_answer.as_bytes(), phone.as_bytes(), 96);
+        let parsed = crate::media::sdp::parse(&out).unwrap();
+        assert_eq!(parsed.media[0].formats, ["8", "96"]);
+        assert_eq!(parsed.media[0].telephone_event_pt(), Some(96));
+        let text = String::from_utf8(out.clone()).unwrap();
+        assert!(text.contains("a=fmtp:96 0-15"), "{text}");
+        assert_eq!(
+            answer_with_telephone_event(&out, phone.as_bytes(), 96),
+            out,
+            "added once"
+        );
+        assert_eq!(dtmf_relay_body('5', 160), "Signal=5\r\nDuration=160\r\n");
     }
 
     #[test]

@@ -771,49 +771,27 @@ impl Call {
     /// A phone's RFC 4733 key press sent on as its trunk takes DTMF: a SIP
     /// INFO, or the tone played into the trunk's audio.
     fn convert_digit(&mut self, digit: &DigitEvent) {
-        let Some(media) = &self.s.plan.media else {
-            return;
-        };
-        if self.converted_dtmf_pt().is_none() {
-            return;
-        }
-        let duration = digit.duration_ms.max(100);
-        match media.dtmf {
-            crate::config::DtmfMode::Info => self.send_info_digit(digit.digit, duration),
-            crate::config::DtmfMode::Inband => {
-                let (Some(relay), Some(tone)) =
-                    (&self.relay, crate::media::tones::dtmf_tone(digit.digit))
-                else {
+        use super::outbound::KeyPress;
+        let media = self.s.plan.media.as_ref();
+        let press = super::outbound::key_press(media, self.converted_dtmf_pt(), digit);
+        match press {
+            Some(KeyPress::Info(body)) => {
+                let (Some(dialog), Some(peer)) = (self.b_dialog.as_mut(), self.b_peer) else {
                     return;
                 };
-                relay.play(
-                    Leg::B,
-                    Player::new(Playlist::new().then_tone(tone, duration)),
-                );
+                let via = self.ctx.addressing.via(&peer, &new_branch());
+                let contact = self.ctx.addressing.contact(&peer, &self.s.caller);
+                let ua = &self.ctx.config.sip.user_agent;
+                let request = super::outbound::info_request(dialog, &via, &contact, body, ua);
+                self.send(CallCommand::Request { request, to: peer });
             }
-            crate::config::DtmfMode::Rfc4733 => {}
+            Some(KeyPress::Tone(list)) => {
+                if let Some(relay) = &self.relay {
+                    relay.play(Leg::B, Player::new(list));
+                }
+            }
+            None => {}
         }
-    }
-
-    fn send_info_digit(&mut self, digit: char, duration_ms: u32) {
-        let (Some(dialog), Some(peer)) = (self.b_dialog.as_mut(), self.b_peer) else {
-            return;
-        };
-        let branch = new_branch();
-        let via = self.ctx.addressing.via(&peer, &branch);
-        let contact = self.ctx.addressing.contact(&peer, &self.s.caller);
-        let mut info = dialog.request(Method::Info, &via, &contact, None);
-        info.headers
-            .push(Header::ContentType(rsip::headers::ContentType::new(
-                "application/dtmf-relay",
-            )));
-        let body = super::outbound::dtmf_relay_body(digit, duration_ms).into_bytes();
-        info.headers = message::finish(info.headers, body.len(), &self.ctx.config.sip.user_agent);
-        info.body = body;
-        self.send(CallCommand::Request {
-            request: info,
-            to: peer,
-        });
     }
 
     fn digit(&mut self, leg: Leg, digit: DigitEvent) {

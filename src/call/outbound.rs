@@ -12,11 +12,14 @@ use rsip::{Header, Request, Response};
 
 use crate::auth::client::Challenge;
 use crate::config::{DtmfMode, RegisterSettings, Trunk, TrunkCodec, TrunkKind};
+use crate::media::dtmf::DigitEvent;
+use crate::media::player::Playlist;
 use crate::media::sdp::{self, Attribute, SessionDescription};
 use crate::registrar::location::Binding;
 use crate::routing::inbound::Delivery;
 use crate::routing::number::NumberPlan;
 use crate::routing::outbound::Departure;
+use crate::sip::dialog::Dialog;
 use crate::sip::message;
 use crate::sip::Peer;
 use crate::store::Direction;
@@ -228,6 +231,53 @@ pub fn answer_with_telephone_event(answer: &[u8], phone_offer: &[u8], pt: u8) ->
         .unwrap_or_default();
     audio.attributes.extend(copied);
     out.to_bytes()
+}
+
+/// How a phone's key press goes on to its trunk.
+#[derive(Debug, Clone)]
+pub enum KeyPress {
+    /// A SIP INFO with this `application/dtmf-relay` body.
+    Info(String),
+    /// The key's tone, played into the trunk's audio.
+    Tone(Playlist),
+}
+
+/// What to send the trunk for an RFC 4733 `digit` from the phone, when
+/// denwa converts (`converted`: see [`converted_dtmf_pt`]).
+pub fn key_press(
+    media: Option<&TrunkMedia>,
+    converted: Option<u8>,
+    digit: &DigitEvent,
+) -> Option<KeyPress> {
+    converted?;
+    let duration = digit.duration_ms.max(100);
+    match media?.dtmf {
+        DtmfMode::Info => Some(KeyPress::Info(dtmf_relay_body(digit.digit, duration))),
+        DtmfMode::Inband => {
+            let tone = crate::media::tones::dtmf_tone(digit.digit)?;
+            Some(KeyPress::Tone(Playlist::new().then_tone(tone, duration)))
+        }
+        DtmfMode::Rfc4733 => None,
+    }
+}
+
+/// An in-dialog INFO carrying `body` (`application/dtmf-relay`).
+pub fn info_request(
+    dialog: &mut Dialog,
+    via: &str,
+    contact: &str,
+    body: String,
+    user_agent: &str,
+) -> Request {
+    let mut info = dialog.request(rsip::Method::Info, via, contact, None);
+    info.headers
+        .push(Header::ContentType(rsip::headers::ContentType::new(
+            "application/dtmf-relay",
+        )));
+    let body = body.into_bytes();
+    info.headers = message::finish(info.headers, body.len(), user_agent);
+    info.body = body;
+    info
 }
 
 /// A key press as a SIP INFO body (`application/dtmf-relay`).
@@ -470,6 +520,29 @@ m=audio 5000 RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\n";
             "added once"
         );
         assert_eq!(dtmf_relay_body('5', 160), "Signal=5\r\nDuration=160\r\n");
+        let press = DigitEvent {
+            digit: '#',
+            start: 0,
+            duration_ms: 40,
+            source: crate::media::dtmf::DigitSource::Rfc4733,
+        };
+        match key_press(Some(&info), Some(96), &press) {
+            Some(KeyPress::Info(body)) => assert_eq!(body, "Signal=#\r\nDuration=100\r\n"),
+            other => panic!("{other:?}"),
+        }
+        let inband = TrunkMedia {
+            dtmf: DtmfMode::Inband,
+            ..info.clone()
+        };
+        match key_press(Some(&inband), Some(96), &press) {
+            Some(KeyPress::Tone(list)) => assert_eq!(list.duration_ms(), 100),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            key_press(Some(&info), None, &press).is_none(),
+            "phone without RFC 4733"
+        );
+        assert!(key_press(Some(&rfc), Some(96), &press).is_none());
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Command line: `denwa run`, `denwa check`, `--version`, `--help`.
+//! Command line: `denwa run`, `denwa check`, `denwa list`, `--version`,
+//! `--help`.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -7,6 +8,8 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{self, Config, LogFormat};
 use crate::server::{self, ConfigSource};
+
+mod list;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -32,6 +35,15 @@ enum Command {
     Check {
         #[arg(long)]
         config: Option<PathBuf>,
+    },
+    /// Manage the inbound blocklist and the outbound restriction list.
+    List {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(value_enum)]
+        list: list::ListName,
+        #[command(subcommand)]
+        action: list::ListAction,
     },
 }
 
@@ -82,6 +94,17 @@ pub fn main() -> ExitCode {
                 }
             }
         }
+        Command::List {
+            config,
+            list,
+            action,
+        } => match source(config).load() {
+            Ok(c) => list::run(c.storage.database(), list, action),
+            Err(errors) => {
+                eprintln!("{errors}");
+                ExitCode::from(78)
+            }
+        },
         Command::Run { config } => {
             let src = source(config);
             let config = match src.load() {

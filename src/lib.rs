@@ -17,6 +17,8 @@
 //! - [`store`]: SQLite (WAL) behind one writer task; migrations; call records.
 //! - [`http`]: `/healthz` and `/metrics`.
 //! - [`metrics`]: process-wide counters rendered as Prometheus text.
+//! - [`routing`]: numbers, trunks and outbound routing decisions (pure).
+//! - [`trunk`]: registration to carriers (pure state machine and its task).
 //! - [`server`]: wiring — sockets, tasks, signals, reload and drain.
 //!
 //! See `ARCHITECTURE.md` at the repository root for the invariants.
@@ -31,6 +33,8 @@ pub mod http;
 pub mod media;
 pub mod metrics;
 pub mod registrar;
+pub mod routing;
 pub mod server;
 pub mod sip;
 pub mod store;
+pub mod trunk;

@@ -239,6 +239,9 @@ enum ExtraValue {
 struct Extra {
     name: String,
     help: String,
+    /// One label (name, value) from a closed set the caller owns (such as
+    /// the configured trunk names); never taken from the network.
+    label: Option<(String, String)>,
     value: ExtraValue,
 }
 
@@ -412,7 +415,7 @@ impl Metrics {
     /// rendered as `denwa_<name>`. By convention counter names end in
     /// `_total`.
     pub fn register_counter(&self, name: &str, help: &str) -> Result<Counter, MetricsError> {
-        let value = self.register(name, help, || ExtraValue::Counter(Counter::default()))?;
+        let value = self.register(name, help, None, || ExtraValue::Counter(Counter::default()))?;
         match value {
             ExtraValue::Counter(c) => Ok(c),
             ExtraValue::Gauge(_) => Err(MetricsError::NameTaken(name.to_string())),
@@ -422,10 +425,45 @@ impl Metrics {
     /// Add (or fetch, when already registered as a gauge) an extra gauge
     /// rendered as `denwa_<name>`.
     pub fn register_gauge(&self, name: &str, help: &str) -> Result<Gauge, MetricsError> {
-        let value = self.register(name, help, || ExtraValue::Gauge(Gauge::default()))?;
+        let value = self.register(name, help, None, || ExtraValue::Gauge(Gauge::default()))?;
         match value {
             ExtraValue::Gauge(g) => Ok(g),
             ExtraValue::Counter(_) => Err(MetricsError::NameTaken(name.to_string())),
+        }
+    }
+
+    /// Like [`Metrics::register_gauge`], one series of a family labelled
+    /// `label="value"` (such as `trunk="hikari"`). Label names follow the
+    /// metric name rules; values come from the configuration only.
+    pub fn register_labeled_gauge(
+        &self,
+        name: &str,
+        help: &str,
+        label: (&str, &str),
+    ) -> Result<Gauge, MetricsError> {
+        let value = self.register(name, help, Some(label), || {
+            ExtraValue::Gauge(Gauge::default())
+        })?;
+        match value {
+            ExtraValue::Gauge(g) => Ok(g),
+            ExtraValue::Counter(_) => Err(MetricsError::NameTaken(name.to_string())),
+        }
+    }
+
+    /// Like [`Metrics::register_counter`], labelled as
+    /// [`Metrics::register_labeled_gauge`].
+    pub fn register_labeled_counter(
+        &self,
+        name: &str,
+        help: &str,
+        label: (&str, &str),
+    ) -> Result<Counter, MetricsError> {
+        let value = self.register(name, help, Some(label), || {
+            ExtraValue::Counter(Counter::default())
+        })?;
+        match value {
+            ExtraValue::Counter(c) => Ok(c),
+            ExtraValue::Gauge(_) => Err(MetricsError::NameTaken(name.to_string())),
         }
     }
 
@@ -433,8 +471,12 @@ impl Metrics {
         &self,
         name: &str,
         help: &str,
+        label: Option<(&str, &str)>,
         make: impl FnOnce() -> ExtraValue,
     ) -> Result<ExtraValue, MetricsError> {
+        if label.is_some_and(|(k, _)| !valid_name(k)) {
+            return Err(MetricsError::InvalidName(name.to_string()));
+        }
         if !valid_name(name) {
             return Err(MetricsError::InvalidName(name.to_string()));
         }
@@ -445,13 +487,20 @@ impl Metrics {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
+        let label = label.map(|(k, v)| (k.to_owned(), v.to_owned()));
         if let Some(existing) = extras.iter().find(|e| e.name == name) {
+            if existing.label.is_some() != label.is_some() {
+                return Err(MetricsError::NameTaken(name.to_string()));
+            }
+        }
+        if let Some(existing) = extras.iter().find(|e| e.name == name && e.label == label) {
             return Ok(existing.value.clone());
         }
         let value = make();
         extras.push(Extra {
             name: name.to_string(),
             help: help.to_string(),
+            label,
             value: value.clone(),
         });
         Ok(value)
@@ -523,10 +572,37 @@ impl Metrics {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
+        let mut written: Vec<&str> = Vec::new();
         for extra in extras.iter() {
-            match &extra.value {
-                ExtraValue::Counter(c) => render_counter(out, &extra.name, &extra.help, c),
-                ExtraValue::Gauge(g) => render_gauge(out, &extra.name, &extra.help, g),
+            let Some((key, _)) = &extra.label else {
+                match &extra.value {
+                    ExtraValue::Counter(c) => render_counter(out, &extra.name, &extra.help, c),
+                    ExtraValue::Gauge(g) => render_gauge(out, &extra.name, &extra.help, g),
+                }
+                continue;
+            };
+            // A labelled family: one header, then every series of it.
+            if written.contains(&extra.name.as_str()) {
+                continue;
+            }
+            written.push(&extra.name);
+            let kind = match extra.value {
+                ExtraValue::Counter(_) => "counter",
+                ExtraValue::Gauge(_) => "gauge",
+            };
+            write_header(out, &extra.name, &extra.help, kind);
+            for series in extras.iter().filter(|e| e.name == extra.name) {
+                let value = match &series.value {
+                    ExtraValue::Counter(c) => c.get().to_string(),
+                    ExtraValue::Gauge(g) => g.get().to_string(),
+                };
+                let label_value = series.label.as_ref().map_or("", |(_, v)| v.as_str());
+                let _ = writeln!(
+                    out,
+                    "denwa_{}{{{key}=\"{}\"}} {value}",
+                    extra.name,
+                    escape_label(label_value)
+                );
             }
         }
     }
@@ -538,6 +614,14 @@ fn valid_name(name: &str) -> bool {
     let mut chars = name.chars();
     let first_ok = matches!(chars.next(), Some('a'..='z' | '_'));
     first_ok && name.len() <= 64 && chars.all(|c| matches!(c, 'a'..='z' | '0'..='9' | '_'))
+}
+
+/// Label value escaping (format 0.0.4): backslash, double quote, line feed.
+fn escape_label(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// HELP text escaping (format 0.0.4): backslash and line feed.
@@ -844,5 +928,47 @@ mod tests {
                 Err(MetricsError::InvalidName(_))
             ));
         }
+    }
+
+    #[test]
+    fn labelled_series_share_one_family_header() {
+        let m = Metrics::new();
+        let a = m
+            .register_labeled_gauge("trunk_registered", "Registered trunks.", ("trunk", "east"))
+            .unwrap();
+        let b = m
+            .register_labeled_gauge(
+                "trunk_registered",
+                "Registered trunks.",
+                ("trunk", "we\"st"),
+            )
+            .unwrap();
+        a.set(1);
+        let again = m
+            .register_labeled_gauge("trunk_registered", "Registered trunks.", ("trunk", "east"))
+            .unwrap();
+        assert_eq!(again.get(), 1, "the same series");
+        b.set(0);
+        let text = m.render();
+        assert_eq!(
+            text.matches("# TYPE denwa_trunk_registered gauge").count(),
+            1
+        );
+        assert!(
+            text.contains("denwa_trunk_registered{trunk=\"east\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("denwa_trunk_registered{trunk=\"we\\\"st\"} 0\n"),
+            "{text}"
+        );
+        assert!(matches!(
+            m.register_gauge("trunk_registered", "x"),
+            Err(MetricsError::NameTaken(_))
+        ));
+        assert!(matches!(
+            m.register_labeled_counter("c_total", "x", ("Bad-Label", "v")),
+            Err(MetricsError::InvalidName(_))
+        ));
     }
 }

@@ -165,7 +165,7 @@ impl<'a> Credentials<'a> {
 
 /// The parameters denwa reads, in the order of [`PARAM_NAMES`].
 #[derive(Debug, Clone, Copy)]
-enum Param {
+pub(super) enum Param {
     Username,
     Realm,
     Nonce,
@@ -193,12 +193,12 @@ const PARAM_NAMES: [&str; 10] = [
 
 /// The values of one credentials header, by parameter.
 #[derive(Debug, Default)]
-struct Params<'a> {
+pub(super) struct Params<'a> {
     known: [Option<Cow<'a, str>>; 10],
 }
 
 impl<'a> Params<'a> {
-    fn take(&mut self, param: Param) -> Option<Cow<'a, str>> {
+    pub(super) fn take(&mut self, param: Param) -> Option<Cow<'a, str>> {
         self.known.get_mut(param as usize).and_then(Option::take)
     }
 
@@ -210,7 +210,7 @@ impl<'a> Params<'a> {
 
 /// Split `Digest k=v, k="v", ...` into the known parameters' unquoted
 /// values; other parameters are checked and skipped.
-fn parse_params(value: &str) -> Result<Params<'_>, DigestError> {
+pub(super) fn parse_params(value: &str) -> Result<Params<'_>, DigestError> {
     let mut p = Parser {
         text: value,
         s: value.as_bytes(),
@@ -399,7 +399,7 @@ const TCHARS: [bool; 256] = {
 };
 
 /// Quote a value for a header parameter, escaping `"` and `\`.
-fn quote(value: &str) -> String {
+pub(super) fn quote(value: &str) -> String {
     let mut out = String::with_capacity(value.len() + 2);
     out.push('"');
     if !value.contains(['"', '\\']) {

@@ -24,6 +24,7 @@
 //! This module must not read the clock or sockets (time and the source address
 //! are parameters) and does not know where passwords live (`lookup`).
 
+pub mod client;
 pub mod digest;
 pub mod lockout;
 pub mod nonce;

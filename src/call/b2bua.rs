@@ -14,6 +14,7 @@ use super::control::{self, CallControl, Control, RecordingControl, RecordingStat
 use super::dtmf;
 use super::LiveCall;
 use super::{new_branch, new_tag, CallEvent, CallSetup};
+use crate::config::DtmfMode;
 use crate::media::dtmf::negotiation;
 use crate::media::dtmf::{DigitEvent, DigitSource};
 use crate::media::player::{Player, Playlist};
@@ -26,7 +27,7 @@ use crate::sip::dialog::Dialog;
 use crate::sip::message::{self, response_for, tag_of};
 use crate::sip::transaction::TransactionKey;
 use crate::sip::Peer;
-use crate::store::cdr::{CallRecord, Direction, Disposition, Side};
+use crate::store::cdr::{CallRecord, Disposition, Side};
 
 /// How long a finished call waits for the other forks' final answers
 /// (64*T1, the INVITE client transaction's lifetime).
@@ -45,6 +46,8 @@ struct Fork {
     peer: Peer,
     state: ForkState,
     final_code: Option<u16>,
+    /// Credentials were sent after a 401/407 (answered once only).
+    challenged: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -256,20 +259,28 @@ impl Call {
             info!(callee = %self.s.callee, "extension not registered");
             return self.reject(480, Disposition::Unavailable);
         }
-        let offer = match sdp::parse(&self.s.a_invite.body) {
+        let mut offer = match sdp::parse(&self.s.a_invite.body) {
             Ok(o) => o,
             Err(e) => {
                 info!(error = %e, "no usable SDP offer");
                 return self.reject(488, Disposition::Failed);
             }
         };
+        // The answer to the phone keeps to what the phone itself offered
+        // (with its events), whatever the trunk takes.
+        self.offers[leg_index(Leg::A)] = sdp::remote_media(&offer);
+        if let Some(media) = &self.s.plan.media {
+            if !super::outbound::restrict_offer(&mut offer, media) {
+                info!("none of the offered codecs is the trunk's");
+                return self.reject(488, Disposition::Failed);
+            }
+        }
         // Refuse an offer without PCMU or PCMA before any port is bound.
         let supported = sdp::remote_media(&offer)
             .is_some_and(|m| m.payload_types.iter().any(|pt| *pt == 0 || *pt == 8));
         if !supported {
             return self.reject(488, Disposition::Failed);
         }
-        self.offers[leg_index(Leg::A)] = sdp::remote_media(&offer);
         let a_remote = sdp::remote_media(&offer).map(|m| m.addr);
         let Some(first) = targets.first() else { return };
         let a_ip = self.ctx.addressing.media_ip(&self.s.a_peer);
@@ -303,7 +314,9 @@ impl Call {
         };
         // denwa can carry keys to a callee that wants events even when the
         // caller sends them as tones.
-        negotiation::offer_telephone_event(&mut b_offer);
+        if self.trunk_takes_events() {
+            negotiation::offer_telephone_event(&mut b_offer);
+        }
         let body = b_offer.to_string().into_bytes();
         let display = self
             .ctx
@@ -325,19 +338,15 @@ impl Call {
                 self.ctx.addressing.via(&peer, &branch),
             )));
             h.push(Header::MaxForwards(rsip::headers::MaxForwards::new("70")));
-            let from = if display.is_empty() {
-                format!("<sip:{}@{}>;tag={}", self.s.caller, domain, self.b_from_tag)
-            } else {
-                format!(
-                    "\"{}\" <sip:{}@{}>;tag={}",
-                    display, self.s.caller, domain, self.b_from_tag
-                )
-            };
+            let plan = &self.s.plan;
+            let from = plan.from_value(&self.s.caller, &display, domain, &self.b_from_tag);
             h.push(Header::From(rsip::headers::From::new(from)));
-            h.push(Header::To(rsip::headers::To::new(format!(
-                "<sip:{}@{}>",
-                self.s.callee, domain
-            ))));
+            h.push(Header::To(rsip::headers::To::new(
+                plan.to_value(&self.s.callee, domain),
+            )));
+            for extra in plan.extra_headers() {
+                h.push(extra);
+            }
             h.push(Header::CallId(rsip::headers::CallId::new(
                 self.s.b_call_id.clone(),
             )));
@@ -370,6 +379,7 @@ impl Call {
                 peer,
                 state: ForkState::Calling,
                 final_code: None,
+                challenged: false,
             });
         }
         if self.forks.is_empty() {
@@ -583,7 +593,13 @@ impl Call {
         self.offers[leg_index(offerer)] = media;
         self.sdp_version += 1;
         let mut out = sdp::rewrite_for_relay(&parsed, local, 1, self.sdp_version).ok()?;
-        negotiation::offer_telephone_event(&mut out);
+        if !from_a || self.trunk_takes_events() {
+            negotiation::offer_telephone_event(&mut out);
+        }
+        // Towards a trunk, only what it takes (a hold re-INVITE too).
+        if let (true, Some(media)) = (from_a, &self.s.plan.media) {
+            super::outbound::restrict_offer(&mut out, media);
+        }
         Some(out.to_bytes())
     }
 
@@ -636,6 +652,7 @@ impl Call {
             100 => {}
             101..=199 => self.provisional(i, resp),
             200..=299 => self.answered(i, resp),
+            401 | 407 if self.answer_challenge(i, &resp) => {}
             _ => self.fork_failed(i, code),
         }
     }
@@ -777,6 +794,7 @@ impl Call {
     /// call and listen for tones from the legs that send no events.
     fn start_media_features(&mut self) {
         let Some(relay) = &self.relay else { return };
+
         self.media_events = Some(relay.events());
         if self.ctx.config.media.inband_dtmf {
             for leg in [Leg::A, Leg::B] {
@@ -845,9 +863,36 @@ impl Call {
         }
     }
 
+    /// Whether the B leg may be offered RFC 4733 events: always, unless it
+    /// is a trunk that takes keys as SIP INFO or tones.
+    fn trunk_takes_events(&self) -> bool {
+        self.s
+            .plan
+            .media
+            .as_ref()
+            .is_none_or(|m| m.dtmf == DtmfMode::Rfc4733)
+    }
+
+    /// A key from the phone towards a trunk that takes keys as SIP INFO.
+    /// False when the call has no such trunk.
+    fn info_to_trunk(&mut self, digit: &DigitEvent) -> bool {
+        let Some(body) = super::outbound::info_key_press(self.s.plan.media.as_ref(), digit) else {
+            return false;
+        };
+        let (Some(dialog), Some(peer)) = (self.b_dialog.as_mut(), self.b_peer) else {
+            return true;
+        };
+        let via = self.ctx.addressing.via(&peer, &new_branch());
+        let contact = self.ctx.addressing.contact(&peer, &self.s.caller);
+        let ua = &self.ctx.config.sip.user_agent;
+        let request = super::outbound::info_request(dialog, &via, &contact, body, ua);
+        self.send(CallCommand::Request { request, to: peer });
+        true
+    }
+
     /// A key pressed on `leg`: logged and counted once, and played to the
     /// other leg when it would not get it otherwise.
-    fn digit(&self, leg: Leg, digit: DigitEvent) {
+    fn digit(&mut self, leg: Leg, digit: DigitEvent) {
         let source = match digit.source {
             DigitSource::Rfc4733 => "rfc4733",
             DigitSource::Info => "info",
@@ -867,6 +912,10 @@ impl Call {
             c.inc();
         }
         let to = leg.other();
+        if to == Leg::B && self.info_to_trunk(&digit) {
+            debug!(digit = %digit.digit, "DTMF digit sent to the trunk as SIP INFO");
+            return;
+        }
         if let Some(relay) = &self.relay {
             if dtmf::regenerate(digit.source, self.codecs[leg_index(to)]) {
                 debug!(?to, digit = %digit.digit, "DTMF digit played to the other leg");
@@ -960,6 +1009,45 @@ impl Call {
         self.reject(best, disposition_for(best));
     }
 
+    /// A trunk's 401/407 to our INVITE: send it again once with the
+    /// trunk's credentials (same Call-ID and tags, next CSeq, new branch).
+    fn answer_challenge(&mut self, i: usize, resp: &Response) -> bool {
+        let Some(creds) = self.s.plan.credentials.clone() else {
+            return false;
+        };
+        let Some(f) = self.forks.get(i) else {
+            return false;
+        };
+        if f.challenged || self.phase != Phase::Ringing {
+            return false;
+        }
+        let branch = new_branch();
+        let via = self.ctx.addressing.via(&f.peer, &branch);
+        let cnonce = super::new_tag();
+        let Some(invite) =
+            super::outbound::authenticated_retry(&f.invite, resp, &creds, &via, &cnonce)
+        else {
+            info!("trunk challenge cannot be answered");
+            return false;
+        };
+        let peer = f.peer;
+        info!(
+            status = resp.status_code.code(),
+            "answering the trunk's challenge"
+        );
+        self.send(CallCommand::Request {
+            request: invite.clone(),
+            to: peer,
+        });
+        if let Some(f) = self.forks.get_mut(i) {
+            f.branch = branch;
+            f.invite = invite;
+            f.state = ForkState::Calling;
+            f.challenged = true;
+        }
+        true
+    }
+
     fn timeout(&mut self, key: TransactionKey) {
         // Timer B on a fork: that contact is gone.
         if let Some(i) = self
@@ -988,7 +1076,10 @@ impl Call {
                     _ => {}
                 }
             }
-            h.push(Header::CSeq(rsip::headers::CSeq::new("1 CANCEL")));
+            let seq = message::cseq(&f.invite).map_or(1, |(seq, _)| seq);
+            h.push(Header::CSeq(rsip::headers::CSeq::new(format!(
+                "{seq} CANCEL"
+            ))));
             let h = message::finish(h, 0, &self.ctx.config.sip.user_agent);
             let cancel = Request {
                 method: Method::Cancel,
@@ -1126,7 +1217,7 @@ impl Call {
             ended_at_ms: ended,
             caller: self.s.caller.clone(),
             callee: self.s.callee.clone(),
-            direction: Direction::Internal,
+            direction: self.s.plan.direction,
             disposition: self.disposition,
             hangup_side: self.hangup_side,
             sip_status: self.sip_status,
@@ -1135,6 +1226,8 @@ impl Call {
             caller_ip: Some(self.s.a_peer.remote.ip().to_string()),
             caller_line: lines[0],
             callee_line: lines[1],
+            did: self.s.plan.did.clone(),
+            trunk: self.s.plan.trunk.clone(),
         }
         .with_derived_durations();
         let call_ids = vec![self.s.a_call_id.clone(), self.s.b_call_id.clone()];
@@ -1143,7 +1236,7 @@ impl Call {
 }
 
 /// The appliance-wide media counters a call's relay keeps current.
-fn relay_metrics(m: &Metrics) -> RelayMetrics {
+pub(super) fn relay_metrics(m: &Metrics) -> RelayMetrics {
     let counter = |name: &str, help: &str| m.register_counter(name, help).unwrap_or_default();
     RelayMetrics {
         relayed: m.rtp_packets_relayed().clone(),

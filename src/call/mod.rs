@@ -28,6 +28,9 @@ pub mod context;
 pub mod control;
 mod destination;
 mod dtmf;
+pub mod notice;
+pub mod outbound;
+mod refusal;
 mod service;
 mod taps;
 
@@ -89,6 +92,8 @@ pub struct CallSetup {
     pub callee: String,
     /// `None`: no such extension; `Some(empty)`: not registered.
     pub targets: Option<Vec<Binding>>,
+    /// How the B leg differs from an internal call's (trunk calls).
+    pub plan: outbound::LegPlan,
 }
 
 /// Start the actor for a new call.
@@ -153,6 +158,19 @@ pub fn spawn(setup: CallSetup, events: EventReceiver, ctx: CallContext) {
 pub fn spawn_service(setup: CallSetup, service: Service, events: EventReceiver, ctx: CallContext) {
     let span = tracing::info_span!("call", call_id = %setup.a_call_id);
     tokio::spawn(service::run(setup, service, events, ctx).instrument(span));
+}
+
+/// Start the actor for a call the router refuses, playing `announcement`
+/// first as early media when the refusal asks for one.
+pub fn spawn_refusal(
+    setup: CallSetup,
+    refusal: crate::routing::Refusal,
+    announcement: Option<std::sync::Arc<crate::media::sound::Sound>>,
+    events: EventReceiver,
+    ctx: CallContext,
+) {
+    let span = tracing::info_span!("call", call_id = %setup.a_call_id);
+    tokio::spawn(refusal::run(setup, refusal, announcement, events, ctx).instrument(span));
 }
 
 fn random_token(len: usize) -> String {

@@ -33,7 +33,7 @@ use crate::sip::message::{self, response_for, tag_of};
 use crate::sip::transaction::TransactionKey;
 use crate::store::cdr::{CallRecord, Direction, Disposition, Side};
 
-mod answer;
+pub(super) mod answer;
 
 use answer::Negotiated;
 
@@ -525,6 +525,8 @@ impl ServiceCall {
                 .as_ref()
                 .and_then(|q| super::line_stats("caller", q)),
             callee_line: None,
+            did: None,
+            trunk: None,
         }
         .with_derived_durations();
         let call_ids = vec![self.s.a_call_id.clone(), self.s.b_call_id.clone()];

@@ -18,7 +18,13 @@ use crate::media::tones::ToneProfile;
 
 pub mod locate;
 pub mod raw;
+pub mod telephony;
 mod validate;
+
+pub use telephony::{
+    DtmfMode, Forward, Number, OutboundClass, OutboundConfig, Presentation, RegisterSettings,
+    Route, Telephony, Trunk, TrunkCodec, TrunkKind,
+};
 
 /// The configuration shipped with denwa; also used by `denwa run` when no
 /// configuration file exists at the default path.
@@ -45,6 +51,8 @@ pub struct Config {
     pub features: FeatureCodes,
     /// Extensions by number.
     pub extensions: BTreeMap<String, Extension>,
+    /// Trunks, numbers (DIDs), forwards and the outbound rules.
+    pub telephony: Telephony,
 }
 
 #[derive(Debug, Clone)]
@@ -189,6 +197,10 @@ pub struct Extension {
     pub email: Option<String>,
     /// May monitor, whisper to and barge into other extensions' calls.
     pub supervisor: bool,
+    /// What the extension may dial outside (emergency numbers always).
+    pub outbound: OutboundClass,
+    /// Numbers (national form) the extension may present; empty: any.
+    pub caller_ids: Vec<String>,
 }
 
 /// One problem found in a configuration file.

@@ -20,6 +20,10 @@ pub struct RawConfig {
     pub conference: RawConference,
     pub features: RawFeatures,
     pub extensions: Vec<RawExtension>,
+    pub trunks: Vec<RawTrunk>,
+    pub numbers: Vec<RawNumber>,
+    pub forwards: Vec<RawForward>,
+    pub outbound: RawOutbound,
 }
 
 #[derive(Debug, Deserialize)]
@@ -246,4 +250,124 @@ pub struct RawExtension {
     pub email: Option<String>,
     #[serde(default)]
     pub supervisor: bool,
+    /// "forbidden", "internal", "national" or "international".
+    #[serde(default = "default_outbound_class")]
+    pub outbound: String,
+    #[serde(default)]
+    pub caller_ids: Vec<String>,
+}
+
+fn default_outbound_class() -> String {
+    "national".into()
+}
+
+/// One `[[trunks]]` block: a carrier connection.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTrunk {
+    pub name: String,
+    /// "register" or "ip".
+    pub kind: String,
+    pub host: String,
+    #[serde(default = "default_sip_port")]
+    pub port: u16,
+    #[serde(default = "default_transport")]
+    pub transport: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub realm: Option<String>,
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    #[serde(default = "default_codecs")]
+    pub codecs: Vec<String>,
+    #[serde(default = "default_dtmf")]
+    pub dtmf: String,
+    #[serde(default = "default_caller_id_format")]
+    pub caller_id_format: String,
+    #[serde(default = "default_register_expires")]
+    pub register_expires: u32,
+}
+
+fn default_sip_port() -> u16 {
+    5060
+}
+fn default_transport() -> String {
+    "udp".into()
+}
+fn default_codecs() -> Vec<String> {
+    vec!["PCMU".into(), "PCMA".into()]
+}
+fn default_dtmf() -> String {
+    "rfc4733".into()
+}
+fn default_caller_id_format() -> String {
+    "national".into()
+}
+fn default_register_expires() -> u32 {
+    3600
+}
+
+/// One `[[numbers]]` block: a DID.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNumber {
+    pub number: String,
+    #[serde(default)]
+    pub name: String,
+    pub trunk: String,
+    pub route: String,
+    #[serde(default)]
+    pub max_channels: u32,
+    #[serde(default)]
+    pub incoming_display: String,
+    #[serde(default)]
+    pub outgoing_display: String,
+    #[serde(default)]
+    pub screen_pop_url: Option<String>,
+    #[serde(default)]
+    pub outbound_prefix: Option<String>,
+}
+
+/// One `[[forwards]]` block: a named external forward.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawForward {
+    pub name: String,
+    pub destination: String,
+    /// "called" or one of the configured numbers.
+    #[serde(default = "default_present")]
+    pub present: String,
+}
+
+fn default_present() -> String {
+    "called".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RawOutbound {
+    pub default_number: Option<String>,
+    pub emergency: Vec<String>,
+    pub country_code: String,
+    pub national_prefix: String,
+    pub international_prefix: String,
+    pub withhold_prefix: String,
+    pub restricted_announcement: String,
+}
+
+impl Default for RawOutbound {
+    fn default() -> Self {
+        RawOutbound {
+            default_number: None,
+            emergency: vec!["110".into(), "118".into(), "119".into()],
+            country_code: "81".into(),
+            national_prefix: "0".into(),
+            international_prefix: "010".into(),
+            withhold_prefix: "184".into(),
+            restricted_announcement: "cannot-complete-as-dialed".into(),
+        }
+    }
 }

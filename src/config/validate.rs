@@ -9,14 +9,14 @@ use super::locate::{Locator, Seg};
 use super::raw::{RawConference, RawConfig, RawFeatures};
 use super::*;
 
-struct Errors<'a> {
+pub(super) struct Errors<'a> {
     file: &'a Path,
     locator: Locator,
     list: Vec<ConfigError>,
 }
 
 impl Errors<'_> {
-    fn push(&mut self, path: &[Seg], message: impl Into<String>) {
+    pub(super) fn push(&mut self, path: &[Seg], message: impl Into<String>) {
         let key = path
             .iter()
             .map(|s| match s {
@@ -250,7 +250,9 @@ pub(super) fn validate(
     }
 
     let mut extensions = BTreeMap::new();
+    let mut raw_caller_ids = Vec::new();
     for (i, e) in raw.extensions.into_iter().enumerate() {
+        let outbound = super::telephony::outbound_class(&mut errs, i, &e.outbound);
         let at = |k| [Key("extensions"), Index(i), Key(k)];
         if e.number.is_empty()
             || e.number.len() > 15
@@ -279,6 +281,7 @@ pub(super) fn validate(
             );
             continue;
         }
+        raw_caller_ids.push((i, e.number.clone(), e.caller_ids));
         extensions.insert(
             e.number.clone(),
             Extension {
@@ -288,9 +291,19 @@ pub(super) fn validate(
                 voicemail: e.voicemail,
                 email: e.email,
                 supervisor: e.supervisor,
+                outbound,
+                caller_ids: Vec::new(),
             },
         );
     }
+    let public = super::telephony::RawTelephony {
+        trunks: raw.trunks,
+        numbers: raw.numbers,
+        forwards: raw.forwards,
+        outbound: raw.outbound,
+        caller_ids: raw_caller_ids,
+    };
+    let telephony = super::telephony::validate(&mut errs, public, &mut extensions, &sounds);
     let conference = conference(&mut errs, &raw.conference, &extensions);
     let features = features(&mut errs, &raw.features, &extensions, &conference.rooms);
 
@@ -352,6 +365,7 @@ pub(super) fn validate(
         conference,
         features,
         extensions,
+        telephony,
     })
 }
 
@@ -668,5 +682,95 @@ mod tests {
             "[[extensions]]\nnumber = \"1000\"\npassword = \"longenough\"\nsupervisor = \"yes\"\n",
         );
         assert!(e[0].starts_with("t.toml:4: "), "{e:?}");
+    }
+
+    #[test]
+    fn trunks_numbers_and_forwards_are_checked_with_their_lines() {
+        let text = "[[extensions]]\nnumber = \"1001\"\npassword = \"longenough\"\noutbound = \"world\"\ncaller_ids = [\"0399999999\"]\n\n\
+[[trunks]]\nname = \"t1\"\nkind = \"register\"\nhost = \"carrier.example\"\ntransport = \"tcp\"\n\n\
+[[trunks]]\nname = \"t2\"\nkind = \"ip\"\nhost = \"192.0.2.1\"\n\n\
+[[trunks]]\nname = \"t3\"\nkind = \"ip\"\nhost = \"2001:db8::1\"\naddresses = [\"2001:db8::1\"]\n\n\
+[[numbers]]\nnumber = \"0312345678\"\ntrunk = \"t2\"\nroute = \"group:sales\"\n\n\
+[[numbers]]\nnumber = \"03-1\"\ntrunk = \"t9\"\nroute = \"extension:1001\"\nscreen_pop_url = \"https://crm/\"\n";
+        assert_eq!(
+            errors(text),
+            vec![
+                "t.toml:4: extensions[0].outbound: `world`: use \"forbidden\", \"internal\", \"national\" or \"international\"",
+                "t.toml:10: trunks[0].host: `carrier.example`: give the carrier's IP address (host names are not resolved yet)",
+                "t.toml:11: trunks[0].transport: \"tcp\" is not available yet for trunks: use \"udp\"",
+                "t.toml:7: trunks[0].username: a register trunk needs a username without spaces, quotes or '@'",
+                "t.toml:7: trunks[0].password: a register trunk needs a password",
+                "t.toml:13: trunks[1].addresses: an ip trunk needs the carrier's addresses",
+                "t.toml:21: trunks[2].host: `2001:db8::1`: IPv6 trunk hosts are not available yet",
+                "t.toml:27: numbers[0].route: route kind \"group\" not available yet",
+                "t.toml:30: numbers[1].number: `03-1` is not a telephone number (digits, optionally a leading +)",
+                "t.toml:31: numbers[1].trunk: no trunk named t9",
+                "t.toml:33: numbers[1].screen_pop_url: must contain @@@@ (the caller's number) and no spaces",
+                "t.toml:5: extensions[0].caller_ids[0]: `0399999999` is not one of the [[numbers]]",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_complete_public_network_section_is_read() {
+        let text = "[outbound]\ndefault_number = \"+81312345678\"\nemergency = [\"110\", \"119\"]\n\
+[[extensions]]\nnumber = \"1001\"\npassword = \"longenough\"\ncaller_ids = [\"81312345678\"]\n\
+[[extensions]]\nnumber = \"1002\"\npassword = \"longenough\"\noutbound = \"forbidden\"\n\
+[[trunks]]\nname = \"hikari\"\nkind = \"ip\"\nhost = \"192.0.2.1\"\naddresses = [\"192.0.2.1\"]\ncaller_id_format = \"e164\"\n\
+[[numbers]]\nnumber = \"0312345678\"\ntrunk = \"hikari\"\nroute = \"forward:office\"\nmax_channels = 4\n\
+[[forwards]]\nname = \"office\"\ndestination = \"0655556666\"\n";
+        let c = parse(text, Path::new("t.toml"), Path::new("/")).expect("valid");
+        let t = &c.telephony;
+        assert_eq!(t.outbound.default_number.as_deref(), Some("0312345678"));
+        assert_eq!(t.numbers["0312345678"].max_channels, Some(4));
+        assert_eq!(
+            t.numbers["0312345678"].route,
+            crate::config::Route::Forward("office".into())
+        );
+        assert_eq!(
+            t.forwards["office"].present,
+            crate::config::Presentation::Called
+        );
+        assert_eq!(c.extensions["1001"].caller_ids, ["0312345678"]);
+        assert_eq!(
+            c.extensions["1001"].outbound,
+            crate::config::OutboundClass::National,
+            "default"
+        );
+        assert_eq!(
+            c.extensions["1002"].outbound,
+            crate::config::OutboundClass::Forbidden
+        );
+    }
+
+    #[test]
+    fn a_sound_route_needs_a_sound_that_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 8000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(dir.path().join("closed.wav"), spec).unwrap();
+        for _ in 0..800 {
+            w.write_sample(0i16).unwrap();
+        }
+        w.finalize().unwrap();
+        let base = format!(
+            "[media]\nsounds = [\"{}\"]\n\
+             [[trunks]]\nname = \"t\"\nkind = \"ip\"\nhost = \"192.0.2.1\"\naddresses = [\"192.0.2.1\"]\n\
+             [[numbers]]\nnumber = \"0311112222\"\ntrunk = \"t\"\nroute = \"sound:closed\"\n",
+            dir.path().display()
+        );
+        let c = parse(&base, Path::new("t.toml"), Path::new("/")).expect("valid");
+        assert_eq!(c.telephony.sounds["closed"].duration_ms(), 100);
+        let missing = format!(
+            "{base}[[numbers]]\nnumber = \"0311113333\"\ntrunk = \"t\"\nroute = \"sound:gone\"\n"
+        );
+        let e = errors(&missing);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].starts_with("t.toml:15: numbers[1].route: "), "{e:?}");
+        assert!(e[0].contains("gone"), "{e:?}");
     }
 }

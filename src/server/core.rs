@@ -24,6 +24,12 @@ use crate::sip::Peer;
 use crate::store::{self, Store};
 
 use super::transport::{Transports, UdpInbox};
+use crate::call::notice::Notices;
+use crate::metrics::Counter;
+use crate::routing::channels::Channels;
+use crate::routing::lists::Lists;
+
+mod network;
 
 /// Everything the core task is fed from outside.
 // Messages are nearly all of the traffic: boxing them would cost an
@@ -57,6 +63,14 @@ pub struct Core {
     /// belongs to, for events that carry only a key (timeouts).
     owners: HashMap<TransactionKey, String>,
     draining: bool,
+    /// The blocklist and restriction list, as last loaded.
+    lists: tokio::sync::watch::Receiver<Arc<Lists>>,
+    /// Calls in progress per number, for the channel limits.
+    channels: Channels,
+    channel_limit_refusals: Counter,
+    notices: Notices,
+    /// Register trunks with a registration task: (trunk, its Call-ID).
+    trunk_clients: HashMap<String, (crate::config::Trunk, String)>,
 }
 
 fn auth_config(config: &Config) -> crate::auth::AuthConfig {
@@ -79,7 +93,16 @@ impl Core {
         store: Store,
         transports: Transports,
         ctx: CallContext,
+        lists: tokio::sync::watch::Receiver<Arc<Lists>>,
+        notices: Notices,
     ) -> Self {
+        let channel_limit_refusals = ctx
+            .metrics
+            .register_counter(
+                "channel_limit_refusals_total",
+                "Calls refused because their number had no free channel.",
+            )
+            .unwrap_or_default();
         let mut registrar = registrar;
         registrar.set_user_agent(config.sip.user_agent.clone());
         Core {
@@ -96,6 +119,11 @@ impl Core {
             calls: HashMap::new(),
             owners: HashMap::new(),
             draining: false,
+            lists,
+            channels: Channels::default(),
+            channel_limit_refusals,
+            notices,
+            trunk_clients: HashMap::new(),
         }
     }
 
@@ -108,6 +136,7 @@ impl Core {
         mut udp: UdpInbox,
     ) {
         let mut housekeeping = tokio::time::interval(Duration::from_secs(5));
+        self.sync_trunk_clients();
         loop {
             let deadline = self.txl.poll_timeout().map(tokio::time::Instant::from_std);
             tokio::select! {
@@ -173,6 +202,7 @@ impl Core {
                 self.registrar.set_user_agent(config.sip.user_agent.clone());
                 self.ctx.config = config.clone();
                 self.config = config;
+                self.sync_trunk_clients();
             }
             CoreInput::Drain => self.draining = true,
             CoreInput::HangUpAll => {
@@ -203,6 +233,7 @@ impl Core {
             CallCommand::Ended { call_ids } => {
                 self.owners.retain(|_, owner| !call_ids.contains(owner));
                 for id in call_ids {
+                    self.channels.release(&id);
                     self.calls.remove(&id);
                 }
             }
@@ -413,6 +444,10 @@ impl Core {
             let retry = rsip::Header::RetryAfter(rsip::headers::RetryAfter::new("30"));
             return self.respond(&key, &req, 503, vec![retry]);
         }
+        // A carrier's call is trusted by its address, not by a password.
+        let Some((key, req)) = self.trunk_invite(key, req, from) else {
+            return;
+        };
         let extensions = &self.config.extensions;
         let outcome = self.auth.authenticate(
             &req,
@@ -456,6 +491,9 @@ impl Core {
         } else {
             None
         };
+        if service.is_none() && targets.is_none() {
+            return self.outside_call(key, req, from, caller, callee);
+        }
         let Some(a_call_id) = message::call_id(&req.headers).map(str::to_owned) else {
             return;
         };
@@ -473,6 +511,7 @@ impl Core {
             caller,
             callee,
             targets,
+            plan: crate::call::outbound::LegPlan::default(),
         };
         match service {
             Some(service) => call::spawn_service(setup, service, rx, self.ctx.clone()),

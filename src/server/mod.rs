@@ -25,6 +25,7 @@ use crate::registrar::Registrar;
 use crate::store::Store;
 
 pub mod core;
+pub mod lists;
 pub mod transport;
 
 use self::core::{Core, CoreInput};
@@ -143,6 +144,7 @@ pub async fn run(source: ConfigSource, config: Config) -> anyhow::Result<()> {
             config.media.sounds.clone(),
         )),
     };
+    let number_lists = lists::start(store.clone(), &metrics).await?;
     let (core_tx, core_rx) = mpsc::channel(8192);
     let core = Core::new(
         config.clone(),
@@ -150,6 +152,8 @@ pub async fn run(source: ConfigSource, config: Config) -> anyhow::Result<()> {
         store.clone(),
         transports.clone(),
         ctx,
+        number_lists,
+        crate::call::notice::Notices::default(),
     );
     // The core task reads the UDP sockets itself: no hand-over per datagram.
     let udp_inbox = transport::UdpInbox::new(&udp);

@@ -85,6 +85,10 @@ text_enum!(
         Unavailable => "unavailable",
         NotFound => "not_found",
         Rejected => "rejected",
+        Blocked => "blocked",
+        Restricted => "restricted",
+        Forbidden => "forbidden",
+        ChannelLimit => "channel_limit",
     }
 );
 
@@ -130,6 +134,10 @@ pub struct CallRecord {
     /// Line quality from each side, when media flowed.
     pub caller_line: Option<LineStats>,
     pub callee_line: Option<LineStats>,
+    /// The number (DID, national form) the call came in on or left from.
+    pub did: Option<String>,
+    /// The trunk the call came in on or left through.
+    pub trunk: Option<String>,
 }
 
 impl CallRecord {
@@ -171,7 +179,7 @@ impl Reader {
             "SELECT call_id, started_at_ms, answered_at_ms, ended_at_ms, caller, callee,
                     direction, disposition, hangup_side, sip_status, ring_ms, talk_ms,
                     caller_ip, caller_rtp_packets, caller_rtp_lost, caller_jitter_us,
-                    callee_rtp_packets, callee_rtp_lost, callee_jitter_us
+                    callee_rtp_packets, callee_rtp_lost, callee_jitter_us, did, trunk
              FROM call_records ORDER BY started_at_ms DESC, id DESC LIMIT ?1",
         )?;
         let mut rows = stmt.query([limit])?;
@@ -204,9 +212,10 @@ pub(super) fn insert(conn: &Connection, rec: &CallRecord) -> rusqlite::Result<()
         "INSERT INTO call_records (call_id, started_at_ms, answered_at_ms, ended_at_ms,
              caller, callee, direction, disposition, hangup_side, sip_status,
              ring_ms, talk_ms, caller_ip, caller_rtp_packets, caller_rtp_lost,
-             caller_jitter_us, callee_rtp_packets, callee_rtp_lost, callee_jitter_us)
+             caller_jitter_us, callee_rtp_packets, callee_rtp_lost, callee_jitter_us,
+             did, trunk)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
-                 ?14, ?15, ?16, ?17, ?18, ?19)",
+                 ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21)",
     )?;
     stmt.execute(params![
         rec.call_id,
@@ -228,6 +237,8 @@ pub(super) fn insert(conn: &Connection, rec: &CallRecord) -> rusqlite::Result<()
         rec.callee_line.map(|l| sql_int(l.rtp_packets)),
         rec.callee_line.map(|l| sql_int(l.rtp_lost)),
         rec.callee_line.map(|l| sql_int(l.jitter_us)),
+        rec.did,
+        rec.trunk,
     ])?;
     Ok(())
 }
@@ -252,6 +263,8 @@ fn record_from_row(row: &Row<'_>) -> Result<CallRecord, StoreError> {
         caller_ip: row.get(12)?,
         caller_line: line_from_row(row, 13)?,
         callee_line: line_from_row(row, 16)?,
+        did: row.get(19)?,
+        trunk: row.get(20)?,
     })
 }
 
@@ -357,6 +370,8 @@ mod tests {
                 rtp_lost: 3,
                 jitter_us: 2500,
             }),
+            did: Some("0312345678".into()),
+            trunk: Some("carrier".into()),
         };
         store.record_call(full.clone()).unwrap();
         store.record_call(sparse.clone()).unwrap();

@@ -92,7 +92,89 @@ ALTER TABLE call_records ADD COLUMN callee_jitter_us INTEGER;
 /// Version 4: the ACD's append-only queue event log (`acd_events`).
 const V4: &str = crate::acd::schema::ACD_SCHEMA;
 
-pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4];
+/// Version 5: numbers and trunks. Call records gain the DID and trunk of a
+/// call and the refusals of the public network side (`blocked`,
+/// `restricted`, `forbidden`, `channel_limit`); SQLite cannot change a
+/// CHECK constraint in place, so the table is rebuilt. The inbound
+/// blocklist and the outbound restriction list, with a generation counter
+/// their triggers bump so a running denwa sees changes made by the CLI.
+const V5: &str = "
+CREATE TABLE call_records_v5 (
+    id             INTEGER PRIMARY KEY,
+    call_id        TEXT    NOT NULL,
+    started_at_ms  INTEGER NOT NULL,
+    answered_at_ms INTEGER,
+    ended_at_ms    INTEGER NOT NULL,
+    caller         TEXT    NOT NULL,
+    callee         TEXT    NOT NULL,
+    direction      TEXT    NOT NULL
+        CHECK (direction IN ('internal', 'inbound', 'outbound')),
+    disposition    TEXT    NOT NULL
+        CHECK (disposition IN ('answered', 'busy', 'no_answer', 'cancelled',
+                               'failed', 'unavailable', 'not_found', 'rejected',
+                               'blocked', 'restricted', 'forbidden', 'channel_limit')),
+    hangup_side    TEXT
+        CHECK (hangup_side IS NULL OR hangup_side IN ('caller', 'callee', 'system')),
+    sip_status     INTEGER NOT NULL CHECK (sip_status BETWEEN 0 AND 999),
+    ring_ms        INTEGER NOT NULL,
+    talk_ms        INTEGER NOT NULL,
+    caller_ip      TEXT,
+    caller_rtp_packets INTEGER,
+    caller_rtp_lost    INTEGER,
+    caller_jitter_us   INTEGER,
+    callee_rtp_packets INTEGER,
+    callee_rtp_lost    INTEGER,
+    callee_jitter_us   INTEGER,
+    did            TEXT,
+    trunk          TEXT
+);
+INSERT INTO call_records_v5 (id, call_id, started_at_ms, answered_at_ms, ended_at_ms,
+    caller, callee, direction, disposition, hangup_side, sip_status, ring_ms, talk_ms,
+    caller_ip, caller_rtp_packets, caller_rtp_lost, caller_jitter_us,
+    callee_rtp_packets, callee_rtp_lost, callee_jitter_us)
+SELECT id, call_id, started_at_ms, answered_at_ms, ended_at_ms,
+    caller, callee, direction, disposition, hangup_side, sip_status, ring_ms, talk_ms,
+    caller_ip, caller_rtp_packets, caller_rtp_lost, caller_jitter_us,
+    callee_rtp_packets, callee_rtp_lost, callee_jitter_us
+FROM call_records;
+DROP TABLE call_records;
+ALTER TABLE call_records_v5 RENAME TO call_records;
+CREATE INDEX call_records_started_at ON call_records (started_at_ms);
+CREATE INDEX call_records_call_id ON call_records (call_id);
+CREATE INDEX call_records_did ON call_records (did) WHERE did IS NOT NULL;
+
+CREATE TABLE blocked_numbers (
+    number      TEXT    PRIMARY KEY
+        CHECK (length(number) BETWEEN 1 AND 32 AND number NOT GLOB '*[^0-9]*'),
+    remark      TEXT    NOT NULL DEFAULT '',
+    added_at_ms INTEGER NOT NULL
+);
+CREATE TABLE restricted_numbers (
+    number      TEXT    PRIMARY KEY
+        CHECK (length(number) BETWEEN 1 AND 32 AND number NOT GLOB '*[^0-9]*'),
+    remark      TEXT    NOT NULL DEFAULT '',
+    added_at_ms INTEGER NOT NULL
+);
+CREATE TABLE list_generation (
+    id         INTEGER PRIMARY KEY CHECK (id = 1),
+    generation INTEGER NOT NULL
+);
+INSERT INTO list_generation (id, generation) VALUES (1, 0);
+CREATE TRIGGER blocked_numbers_insert AFTER INSERT ON blocked_numbers
+    BEGIN UPDATE list_generation SET generation = generation + 1; END;
+CREATE TRIGGER blocked_numbers_update AFTER UPDATE ON blocked_numbers
+    BEGIN UPDATE list_generation SET generation = generation + 1; END;
+CREATE TRIGGER blocked_numbers_delete AFTER DELETE ON blocked_numbers
+    BEGIN UPDATE list_generation SET generation = generation + 1; END;
+CREATE TRIGGER restricted_numbers_insert AFTER INSERT ON restricted_numbers
+    BEGIN UPDATE list_generation SET generation = generation + 1; END;
+CREATE TRIGGER restricted_numbers_update AFTER UPDATE ON restricted_numbers
+    BEGIN UPDATE list_generation SET generation = generation + 1; END;
+CREATE TRIGGER restricted_numbers_delete AFTER DELETE ON restricted_numbers
+    BEGIN UPDATE list_generation SET generation = generation + 1; END;
+";
+
+pub const MIGRATIONS: &[&str] = &[V1, V2, V3, V4, V5];
 
 /// The schema version this binary writes: the number of migrations.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -155,10 +237,63 @@ mod tests {
         let mut conn = Connection::open_in_memory().unwrap();
         assert_eq!(migrate(&mut conn).unwrap(), 0);
         assert_eq!(user_version(&conn).unwrap(), SCHEMA_VERSION);
-        assert_eq!(
-            table_names(&conn),
-            ["acd_events", "call_records", "recordings", "registrations"]
+        assert_eq!(table_names(&conn), ALL_TABLES);
+    }
+
+    const ALL_TABLES: [&str; 7] = [
+        "acd_events",
+        "blocked_numbers",
+        "call_records",
+        "list_generation",
+        "recordings",
+        "registrations",
+        "restricted_numbers",
+    ];
+
+    #[test]
+    fn a_version_3_database_keeps_its_records_through_version_5() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate_with(&mut conn, &[V1, V2, V3]).unwrap();
+        conn.execute(
+            "INSERT INTO call_records (call_id, started_at_ms, ended_at_ms, caller, callee,
+                 direction, disposition, sip_status, ring_ms, talk_ms, caller_rtp_packets)
+             VALUES ('old', 1, 2, '1001', '1002', 'internal', 'busy', 486, 1, 0, 7)",
+            [],
+        )
+        .unwrap();
+        assert_eq!(migrate(&mut conn).unwrap(), 3);
+        let (d, packets, did): (String, i64, Option<String>) = conn
+            .query_row(
+                "SELECT disposition, caller_rtp_packets, did FROM call_records WHERE call_id = 'old'",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .unwrap();
+        assert_eq!((d.as_str(), packets, did), ("busy", 7, None));
+        conn.execute(
+            "INSERT INTO call_records (call_id, started_at_ms, ended_at_ms, caller, callee,
+                 direction, disposition, sip_status, ring_ms, talk_ms, did, trunk)
+             VALUES ('new', 1, 2, '0312345678', '0300000000', 'inbound', 'channel_limit',
+                     486, 0, 0, '0300000000', 'carrier')",
+            [],
+        )
+        .unwrap();
+        let gen = |c: &Connection| -> i64 {
+            c.query_row("SELECT generation FROM list_generation", [], |r| r.get(0))
+                .unwrap()
+        };
+        let before = gen(&conn);
+        conn.execute(
+            "INSERT INTO blocked_numbers (number, added_at_ms) VALUES ('0312345678', 1)",
+            [],
+        )
+        .unwrap();
+        assert_eq!(gen(&conn), before + 1, "a list change bumps the generation");
+        let not_digits = conn.execute(
+            "INSERT INTO restricted_numbers (number, added_at_ms) VALUES ('03-1234', 1)",
+            [],
         );
+        assert!(not_digits.is_err(), "digits only");
     }
 
     #[test]
@@ -177,10 +312,7 @@ mod tests {
         let store = Store::open(&path).unwrap();
         let reader = store.reader().unwrap();
         assert_eq!(reader.schema_version().unwrap(), SCHEMA_VERSION);
-        assert_eq!(
-            table_names(&reader.conn),
-            ["acd_events", "call_records", "recordings", "registrations"]
-        );
+        assert_eq!(table_names(&reader.conn), ALL_TABLES);
         store.close().unwrap();
     }
 

@@ -29,6 +29,7 @@ use tokio::sync::oneshot;
 pub mod acd;
 pub mod bindings;
 pub mod cdr;
+pub mod lists;
 pub mod migrations;
 pub mod recordings;
 
@@ -389,6 +390,8 @@ mod tests {
             caller_ip: Some("192.0.2.10".into()),
             caller_line: None,
             callee_line: None,
+            did: None,
+            trunk: None,
         }
         .with_derived_durations()
     }

@@ -835,13 +835,15 @@ impl Call {
                 started_at_ms: now_ms(),
             })
         };
-        if let Some(state) = control::execute(command, relay, &mut self.recording, start) {
+        let calls = &self.ctx.calls;
+        let publish = |state: RecordingState| {
             info!(
                 recording = state.as_str(),
                 "recording changed by call control"
             );
-            self.ctx.calls.set_recording(call_id, state);
-        }
+            calls.set_recording(call_id, state);
+        };
+        control::execute(command, relay, &mut self.recording, start, publish);
     }
 
     /// Takes the call out of the directory of live calls.

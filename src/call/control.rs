@@ -279,7 +279,8 @@ pub(super) fn execute(
     relay: Option<&RelayHandle>,
     recording: &mut RecordingControl,
     start: impl FnOnce() -> Result<RecordingHandle, RecordingError>,
-) -> Option<RecordingState> {
+    publish: impl FnOnce(RecordingState),
+) {
     let Some(relay) = relay else {
         match command {
             Control::Recording(_, reply) => drop(reply.send(Err(ControlError::Ended))),
@@ -287,24 +288,25 @@ pub(super) fn execute(
                 drop(reply.send(Err(ControlError::Ended)))
             }
         }
-        return None;
+        return;
     };
     match command {
         Control::Recording(action, reply) => {
             let result = recording.apply(action, relay, start);
-            let changed = result.as_ref().ok().copied();
+            // Published before the answer: whoever asked then finds the
+            // new state in the directory.
+            if let Ok(state) = result {
+                publish(state);
+            }
             let _ = reply.send(result);
-            changed
         }
         Control::Play(leg, playlist, reply) => {
             relay.play(leg, Player::new(playlist));
             let _ = reply.send(Ok(()));
-            None
         }
         Control::Dtmf(leg, keys, duration, reply) => {
             let sent = relay.send_digits(leg, &keys, duration);
             let _ = reply.send(sent.map_err(ControlError::from));
-            None
         }
     }
 }

@@ -16,6 +16,7 @@ use crate::media::recording::RecordingLayout;
 use crate::media::sound::Sound;
 use crate::media::tones::ToneProfile;
 
+mod acd;
 pub mod locate;
 pub mod raw;
 mod validate;
@@ -45,6 +46,8 @@ pub struct Config {
     pub features: FeatureCodes,
     /// Extensions by number.
     pub extensions: BTreeMap<String, Extension>,
+    /// Agents, groups (queues) and pause reasons.
+    pub acd: crate::acd::AcdConfig,
 }
 
 #[derive(Debug, Clone)]

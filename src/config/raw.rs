@@ -20,6 +20,7 @@ pub struct RawConfig {
     pub conference: RawConference,
     pub features: RawFeatures,
     pub extensions: Vec<RawExtension>,
+    pub acd: crate::acd::RawAcd,
 }
 
 #[derive(Debug, Deserialize)]

@@ -9,14 +9,14 @@ use super::locate::{Locator, Seg};
 use super::raw::{RawConference, RawConfig, RawFeatures};
 use super::*;
 
-struct Errors<'a> {
+pub(super) struct Errors<'a> {
     file: &'a Path,
     locator: Locator,
     list: Vec<ConfigError>,
 }
 
 impl Errors<'_> {
-    fn push(&mut self, path: &[Seg], message: impl Into<String>) {
+    pub(super) fn push(&mut self, path: &[Seg], message: impl Into<String>) {
         let key = path
             .iter()
             .map(|s| match s {
@@ -287,6 +287,14 @@ pub(super) fn validate(
     }
     let conference = conference(&mut errs, &raw.conference, &extensions);
     let features = features(&mut errs, &raw.features, &extensions, &conference.rooms);
+    let acd = super::acd::validate(
+        &mut errs,
+        &raw.acd,
+        &extensions,
+        &conference,
+        &features,
+        &sounds,
+    );
 
     if !errs.list.is_empty() {
         return Err(ConfigErrors(errs.list));
@@ -345,6 +353,7 @@ pub(super) fn validate(
         conference,
         features,
         extensions,
+        acd,
     })
 }
 

@@ -102,7 +102,7 @@ fn top_branch(headers: &rsip::Headers) -> Option<String> {
 /// Where to send a request for a registered contact: the Contact's own
 /// address when the phone is reachable as it says (same IP as the REGISTER
 /// came from), otherwise the address the REGISTER really came from (NAT).
-fn target_peer(b: &Binding) -> Peer {
+pub(super) fn target_peer(b: &Binding) -> Peer {
     let mut peer = b.received;
     if peer.transport.is_reliable() {
         return peer;
@@ -1049,7 +1049,7 @@ impl Call {
 }
 
 /// The appliance-wide media counters a call's relay keeps current.
-fn relay_metrics(m: &Metrics) -> RelayMetrics {
+pub(super) fn relay_metrics(m: &Metrics) -> RelayMetrics {
     let counter = |name: &str, help: &str| m.register_counter(name, help).unwrap_or_default();
     RelayMetrics {
         relayed: m.rtp_packets_relayed().clone(),
@@ -1067,7 +1067,7 @@ fn relay_metrics(m: &Metrics) -> RelayMetrics {
 }
 
 /// The G.711 codec and telephone-event payload type a peer's SDP puts first.
-fn leg_codec(m: &sdp::MediaInfo) -> LegCodec {
+pub(super) fn leg_codec(m: &sdp::MediaInfo) -> LegCodec {
     let codec = m.codecs.iter().find_map(|c| match c.pt {
         0 => Some(g711::Codec::Pcmu),
         8 => Some(g711::Codec::Pcma),

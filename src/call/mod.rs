@@ -24,6 +24,7 @@ use crate::store::WriteOp;
 mod b2bua;
 pub mod context;
 mod destination;
+pub mod queue;
 mod service;
 mod taps;
 
@@ -147,6 +148,17 @@ pub fn spawn(setup: CallSetup, events: EventReceiver, ctx: CallContext) {
 pub fn spawn_service(setup: CallSetup, service: Service, events: EventReceiver, ctx: CallContext) {
     let span = tracing::info_span!("call", call_id = %setup.a_call_id);
     tokio::spawn(service::run(setup, service, events, ctx).instrument(span));
+}
+
+/// Start the actor for a call to a queue group's number.
+pub fn spawn_queue(
+    setup: CallSetup,
+    group: crate::acd::GroupId,
+    events: EventReceiver,
+    ctx: CallContext,
+) {
+    let span = tracing::info_span!("call", call_id = %setup.a_call_id);
+    tokio::spawn(queue::run(setup, group, events, ctx).instrument(span));
 }
 
 fn random_token(len: usize) -> String {

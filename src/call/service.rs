@@ -33,7 +33,7 @@ use crate::sip::message::{self, response_for, tag_of};
 use crate::sip::transaction::TransactionKey;
 use crate::store::cdr::{CallRecord, Direction, Disposition, Side};
 
-mod answer;
+pub(super) mod answer;
 
 use answer::Negotiated;
 

@@ -24,6 +24,7 @@ use crate::metrics::Metrics;
 use crate::registrar::Registrar;
 use crate::store::Store;
 
+pub mod acd;
 pub mod core;
 pub mod transport;
 
@@ -116,13 +117,36 @@ pub async fn run(source: ConfigSource, config: Config) -> anyhow::Result<()> {
         reader.load_bindings(i64::try_from(cutoff).unwrap_or(i64::MAX))?
     };
     let count = restored.len();
+    let mut registered = Vec::new();
     for b in restored {
         if let Some((user, binding)) = crate::registrar::from_persisted(&b) {
+            if !registered.contains(&user) {
+                registered.push(user.clone());
+            }
             registrar.restore(&user, binding);
         }
     }
     metrics.set_registrations(registrar.binding_count() as i64);
     info!(count, "registrations restored");
+
+    // The ACD task, its statistics continuing from today's stored log.
+    let acd = {
+        let sounds = crate::media::sound::SoundLibrary::new(config.media.sounds.clone());
+        let (handle, rx) = crate::call::queue::AcdHandle::channel(sounds);
+        let now = unix_now().saturating_mul(1000);
+        let today = store
+            .reader()?
+            .acd_events(acd::day_start(now), now.saturating_add(1))?;
+        let task = acd::AcdTask::new(
+            config.acd.clone(),
+            store.clone(),
+            &metrics,
+            &today,
+            &registered,
+        );
+        tokio::spawn(task.run(rx));
+        handle
+    };
 
     let transports =
         transport::Transports::new(udp.clone(), metrics.clone(), &config.sip.user_agent)?;
@@ -137,6 +161,7 @@ pub async fn run(source: ConfigSource, config: Config) -> anyhow::Result<()> {
         store: store.clone(),
         metrics: metrics.clone(),
         taps: crate::call::Taps::new(),
+        acd,
     };
     let (core_tx, core_rx) = mpsc::channel(8192);
     let core = Core::new(

@@ -107,6 +107,8 @@ pub(super) struct AgentLeg {
     from_tag: String,
     forks: Vec<Fork>,
     ringing_reported: bool,
+    /// The branches of the BYEs sent on this leg.
+    byes: Vec<String>,
 }
 
 /// The engine's reading of the final answers of every contact rung: a
@@ -220,6 +222,7 @@ impl AgentLeg {
             from_tag: super::super::new_tag(),
             forks: Vec::new(),
             ringing_reported: false,
+            byes: Vec::new(),
         };
         for target in targets {
             let Ok(uri) = rsip::Uri::try_from(target.contact_uri.as_str()) else {
@@ -334,8 +337,13 @@ impl AgentLeg {
         }
     }
 
-    /// Timer B (or a transport error) on one of this leg's INVITEs.
+    /// Timer B (or a transport error) on one of this leg's INVITEs; a BYE
+    /// that timed out is over as much as an answered one.
     pub fn timeout(&mut self, key: &TransactionKey) -> Option<LegNews> {
+        if key.method() == "BYE" {
+            let ours = self.byes.iter().any(|b| b == key.branch());
+            return ours.then_some(LegNews::ByeAnswered(self.key));
+        }
         if key.method() != "INVITE" {
             return None;
         }
@@ -390,7 +398,7 @@ impl AgentLeg {
         let mut dialog = ack_2xx(ctx, &invite, resp, peer)?;
         if !self.is_ringing() {
             info!(extension = %self.extension, "late answer from an agent: hanging it up");
-            bye(ctx, &mut dialog, peer);
+            self.byes.push(bye(ctx, &mut dialog, peer));
             return None;
         }
         let media = sdp::parse(&resp.body)
@@ -417,7 +425,7 @@ impl AgentLeg {
         };
         if let Some(mut dialog) = ack_2xx(ctx, &invite, resp, peer) {
             if !ours {
-                bye(ctx, &mut dialog, peer);
+                self.byes.push(bye(ctx, &mut dialog, peer));
             }
         }
     }
@@ -462,7 +470,7 @@ impl AgentLeg {
             LegState::Ringing => self.cancel_forks(ctx),
             LegState::Answered(a) => {
                 let mut a = *a;
-                bye(ctx, &mut a.dialog, a.peer);
+                self.byes.push(bye(ctx, &mut a.dialog, a.peer));
                 self.state = LegState::Closed;
             }
             other => self.state = other,
@@ -551,9 +559,10 @@ fn ack_2xx(ctx: &CallContext, invite: &Request, resp: &Response, peer: Peer) -> 
     Some(dialog)
 }
 
-/// BYE in `dialog`.
-pub(super) fn bye(ctx: &CallContext, dialog: &mut Dialog, peer: Peer) {
-    let via = ctx.addressing.via(&peer, &new_branch());
+/// BYE in `dialog`; returns its branch.
+fn bye(ctx: &CallContext, dialog: &mut Dialog, peer: Peer) -> String {
+    let branch = new_branch();
+    let via = ctx.addressing.via(&peer, &branch);
     let user = message::user_of(message::uri_of(&dialog.local_uri))
         .unwrap_or("denwa")
         .to_owned();
@@ -567,6 +576,7 @@ pub(super) fn bye(ctx: &CallContext, dialog: &mut Dialog, peer: Peer) {
             to: peer,
         },
     );
+    branch
 }
 
 #[cfg(test)]

@@ -54,6 +54,10 @@ pub(super) const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE"
 
 /// How long an ending call waits for its agent legs' last answers.
 const LINGER: Duration = Duration::from_secs(32);
+/// How long after a crossing answer's BYE is answered leg B is aimed at
+/// the bridged agent once more: longer than RTP already sent can take to
+/// arrive.
+const REAIM_AFTER: Duration = Duration::from_millis(300);
 /// Most times a call may be sent on from one group to another.
 const MAX_HOPS: u8 = 4;
 
@@ -91,6 +95,9 @@ struct QueueCall {
     hops: u8,
     ending: Option<Instant>,
     direct_until: Option<Instant>,
+    /// When to aim leg B at the bridged agent once more (see
+    /// [`QueueCall::reaim_agent`]).
+    reaim_at: Option<Instant>,
     /// Who holds whom: the agent holds the caller, the caller the agent.
     agent_holds: bool,
     caller_holds: bool,
@@ -215,6 +222,7 @@ impl QueueCall {
             hops: 0,
             ending: None,
             direct_until: None,
+            reaim_at: None,
             agent_holds: false,
             caller_holds: false,
             b_answer: None,
@@ -234,10 +242,14 @@ impl QueueCall {
                     break;
                 }
             }
-            let deadline = [self.ending.map(|t| t + LINGER), self.direct_until]
-                .into_iter()
-                .flatten()
-                .fold(longest, Instant::min);
+            let deadline = [
+                self.ending.map(|t| t + LINGER),
+                self.direct_until,
+                self.reaim_at,
+            ]
+            .into_iter()
+            .flatten()
+            .fold(longest, Instant::min);
             tokio::select! {
                 ev = events.recv() => match ev {
                     Some(ev) => self.sip(*ev),
@@ -259,6 +271,10 @@ impl QueueCall {
 
     fn deadline(&mut self, longest: Instant) {
         let now = Instant::now();
+        if self.reaim_at.is_some_and(|t| now >= t) {
+            self.reaim_at = None;
+            self.reaim_agent();
+        }
         if now >= longest && self.ending.is_none() {
             info!("maximum call duration reached");
             self.end_all(Side::System);
@@ -426,7 +442,14 @@ impl QueueCall {
                 self.end_refused(code, disposition);
             }
             LegNews::Ringing(LegKey::Direct) => {}
-            LegNews::ByeAnswered(_) => self.reaim_agent(),
+            LegNews::ByeAnswered(key) => {
+                if self.bridged.is_some() && self.bridged != self.leg_index(key) {
+                    // Once now, and once more after what the hung-up
+                    // phone still had on the way has arrived.
+                    self.reaim_agent();
+                    self.reaim_at = Some(Instant::now() + REAIM_AFTER);
+                }
+            }
         }
     }
 

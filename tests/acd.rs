@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-use common::baresip::{json_str, Phone};
+use common::baresip::{json_str, tone_share, Phone};
 use common::{caller_sipp, extensions, Background, Denwa, Sipp};
 use denwa::acd::{LogRecord, QueueEvent};
 
@@ -551,4 +551,55 @@ fn an_agent_whose_phone_unregisters_goes_offline_and_calls_go_elsewhere() {
             if agent.0 == agent_id(5001) && to.as_str() == "offline")
     });
     assert!(went_offline, "{log:#?}");
+}
+
+/// Ring then queue: the caller hears ringing (180) while the group's
+/// agents could be rung, and is answered into the queue only when the
+/// ring phase is over; the wait counts from arrival.
+#[test]
+fn ring_then_queue_answers_the_caller_after_the_ring_phase() {
+    let d = start(&acd("ring-all", &[5001], "ring_then_queue_secs = 3\n", ""));
+    wait_agents(&d, "offline", 1);
+    call_through(&d, FIRST_CALLER, 1000);
+    let log = wait_event(&d, "abandon", |e| matches!(e, QueueEvent::Abandon { .. }));
+    let QueueEvent::Abandon { wait_ms, .. } = &of_kind(&log, "abandon")[0].event else {
+        unreachable!()
+    };
+    // 3 s of ringing, then 1 s answered before the caller hung up.
+    assert!((4000..7000).contains(wait_ms), "waited {wait_ms} ms");
+    assert_eq!(d.log_count("caller answered into the queue"), 1);
+}
+
+/// A whisper: the agent hears the group's whisper (speech) before the
+/// caller is connected, then the caller (a softphone playing a tone).
+#[test]
+fn the_agent_hears_the_whisper_before_the_caller() {
+    const CALLER_HZ: f64 = 1000.0;
+    let d = start(&acd(
+        "ring-all",
+        &[5001],
+        "whisper = \"queue-thankyou\"\n",
+        "",
+    ));
+    let mut agent = agent_phones(&d, &[5001], "auto");
+    let mut caller = Phone::start(&d, FIRST_CALLER, CALLER_HZ, 0.5, "manual");
+    caller.wait_registered();
+    wait_agents(&d, "idle", 1);
+    caller.dial(&d, GROUP_NUMBER);
+    caller.wait_event("CALL_ESTABLISHED");
+    agent[0].wait_event("CALL_ESTABLISHED");
+    agent[0].wait_received_secs(4);
+    caller.hang_up();
+    agent[0].wait_event("CALL_CLOSED");
+    let heard = agent[0].take_received();
+    // The whisper lasts 1.6 s: the first second is speech, not the tone;
+    // a second later the caller's tone fills what the agent hears.
+    let first = tone_share(&heard[..8000], CALLER_HZ);
+    let later = tone_share(&heard[20_000..28_000], CALLER_HZ);
+    assert!(first < 0.3, "the whisper came first: tone share {first:.2}");
+    assert!(later > 0.8, "then the caller: tone share {later:.2}");
+    let log = d.log();
+    let connected = log.find("queue call connected").expect("bridged");
+    let whispered = log.find("whisper played").expect("whisper over");
+    assert!(connected < whispered);
 }

@@ -310,11 +310,64 @@ async fn sleep_until(at: Option<Instant>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::acd::{AgentId, GroupId, QueueEvent};
 
     #[test]
     fn the_day_starts_at_utc_midnight() {
         let at = 1_700_000_123_456; // 2023-11-14 22:15:23.456 UTC
         assert_eq!(day_start(at), 1_699_920_000_000);
         assert_eq!(day_start(day_start(at)), day_start(at));
+    }
+
+    fn config() -> AcdConfig {
+        let raw: crate::acd::RawAcd = toml::from_str(
+            "[[agents]]\nid = \"alice\"\nname = \"Alice\"\nextension = \"1001\"\n\
+             [[agents]]\nid = \"bob\"\nname = \"Bob\"\nextension = \"1002\"\n\
+             [[groups]]\nid = \"sales\"\nnumbers = [\"2000\"]\n\
+             members = [{ agent = \"alice\" }, { agent = \"bob\" }]\n",
+        )
+        .expect("toml");
+        crate::acd::validate(&raw).expect("valid")
+    }
+
+    #[test]
+    fn a_new_task_continues_todays_numbers_and_knows_the_registered_phones() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("t.sqlite")).unwrap();
+        let metrics = Metrics::new();
+        let at = now_ms();
+        let (call, group) = (CallId::from("c1"), GroupId::from("sales"));
+        let today = [
+            LogRecord {
+                at,
+                event: QueueEvent::Enter {
+                    call: call.clone(),
+                    group: group.clone(),
+                    caller: "1010".into(),
+                },
+            },
+            LogRecord {
+                at,
+                event: QueueEvent::Answer {
+                    call,
+                    group: group.clone(),
+                    agent: AgentId::from("alice"),
+                    wait_ms: 1200,
+                },
+            },
+        ];
+        let task = AcdTask::new(config(), store.clone(), &metrics, &today, &["1002".into()]);
+        let counts = task.engine.tally().group(&group);
+        assert_eq!((counts.entered, counts.answered), (1, 1));
+        assert_eq!(counts.answered_wait_ms, 1200);
+        let bob = task.engine.agent(&AgentId::from("bob")).unwrap();
+        assert_eq!(bob.status, AgentStatus::Idle, "the registered phone");
+        let text = metrics.render();
+        for (status, n) in [("idle", 1), ("offline", 1), ("talking", 0)] {
+            let line = format!("denwa_acd_agents{{group=\"sales\",status=\"{status}\"}} {n}\n");
+            assert!(text.contains(&line), "{line} in:\n{text}");
+        }
+        assert!(text.contains("denwa_acd_waiting_calls{group=\"sales\"} 0\n"));
+        store.close().unwrap();
     }
 }

@@ -216,6 +216,9 @@ pub async fn run(source: ConfigSource, config: Config) -> anyhow::Result<()> {
                         if new.sip.udp != config.sip.udp || new.sip.tcp != config.sip.tcp {
                             warn!("listen addresses changed: they take effect at the next restart");
                         }
+                        if new.acd != config.acd {
+                            warn!("[acd] changed: it takes effect at the next restart");
+                        }
                         shutdown_grace = new.calls.shutdown_grace;
                         let _ = core_tx.send(CoreInput::Reload(Arc::new(new))).await;
                     }

@@ -603,3 +603,30 @@ fn the_agent_hears_the_whisper_before_the_caller() {
     let whispered = log.find("whisper played").expect("whisper over");
     assert!(connected < whispered);
 }
+
+/// The agent puts the caller on hold (the dashboard shows it) and back,
+/// then hangs up: the caller's phone is hung up too and the record says
+/// the callee side ended the call.
+#[test]
+fn the_agent_holds_resumes_and_hangs_up() {
+    let d = start(&acd("ring-all", &[5001], "", ""));
+    let mut agent = agent_phones(&d, &[5001], "auto");
+    let mut caller = Phone::start(&d, FIRST_CALLER, 1000.0, 0.5, "manual");
+    caller.wait_registered();
+    wait_agents(&d, "idle", 1);
+    caller.dial(&d, GROUP_NUMBER);
+    agent[0].wait_event("CALL_ESTABLISHED");
+    wait_agents(&d, "talking", 1);
+    agent[0].hold();
+    wait_agents(&d, "on_hold", 1);
+    agent[0].resume();
+    wait_agents(&d, "talking", 1);
+    agent[0].hang_up();
+    caller.wait_event("CALL_CLOSED");
+    let log = wait_ends(&d, 1);
+    assert_eq!(answered_by(&log), [agent_id(5001)]);
+    let rec = &d.call_records(1)[0];
+    assert_eq!(rec.hangup_side.map(|s| s.as_str()), Some("callee"));
+    assert_eq!(rec.disposition.as_str(), "answered");
+    wait_agents(&d, "idle", 1);
+}

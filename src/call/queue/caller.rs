@@ -14,7 +14,8 @@ use tracing::info;
 
 use super::super::context::{CallCommand, CallContext};
 use super::super::new_branch;
-use super::super::service::answer::{negotiate, Negotiated};
+use super::super::service::answer::negotiate;
+pub(super) use super::super::service::answer::Negotiated;
 use super::ALLOW;
 use crate::media::sdp;
 use crate::sip::dialog::Dialog;

@@ -38,11 +38,12 @@ use crate::media::relay::{Leg, MediaEndpoint, MediaEvent, RelayHandle};
 use crate::registrar::location::Binding;
 use crate::sip::message::{self, response_for};
 use crate::sip::transaction::TransactionKey;
-use crate::store::cdr::{CallRecord, Direction, Disposition, Side};
+use crate::store::cdr::{Disposition, Side};
 
 mod agent;
 mod bridge;
 mod caller;
+mod end;
 pub mod link;
 mod prompts;
 
@@ -109,38 +110,6 @@ struct QueueCall {
     callee: String,
 }
 
-/// Refuse the INVITE before anything else exists.
-fn refuse(ctx: &CallContext, s: &CallSetup, code: u16) {
-    let mut resp = response_for(&s.a_invite, code, Some(&super::new_tag()));
-    super::finish_response(&mut resp, Vec::new(), &ctx.config.sip.user_agent);
-    let _ = ctx.commands.send(CallCommand::Respond {
-        key: s.a_key.clone(),
-        response: resp,
-    });
-}
-
-fn refused_record(s: &CallSetup, code: u16, disposition: Disposition) -> CallRecord {
-    let now = now_ms();
-    CallRecord {
-        call_id: s.a_call_id.clone(),
-        started_at_ms: now,
-        answered_at_ms: None,
-        ended_at_ms: now,
-        caller: s.caller.clone(),
-        callee: s.callee.clone(),
-        direction: Direction::Internal,
-        disposition,
-        hangup_side: Some(Side::System),
-        sip_status: code,
-        ring_ms: 0,
-        talk_ms: 0,
-        caller_ip: Some(s.a_peer.remote.ip().to_string()),
-        caller_line: None,
-        callee_line: None,
-    }
-    .with_derived_durations()
-}
-
 pub(super) async fn run(setup: CallSetup, group: GroupId, events: EventReceiver, ctx: CallContext) {
     ctx.metrics.call_started();
     info!(caller = %setup.caller, number = %setup.callee, group = %group, "queue call");
@@ -148,14 +117,39 @@ pub(super) async fn run(setup: CallSetup, group: GroupId, events: EventReceiver,
     match QueueCall::start(setup, group, ctx, actions).await {
         Ok(call) => call.serve(events, commands).await,
         Err((ctx, s, code, disposition)) => {
-            refuse(&ctx, &s, code);
-            let call_ids = vec![s.a_call_id.clone(), s.b_call_id.clone()];
-            super::record_call_end(&ctx, refused_record(&s, code, disposition), call_ids);
+            end::refuse(&ctx, &s, code, disposition);
         }
     }
 }
 
 type Refusal = (CallContext, CallSetup, u16, Disposition);
+
+/// Both legs' RTP endpoints and the relay over them, leg B's remote
+/// unset; `None` when no ports are free.
+async fn bind_media(
+    ctx: &CallContext,
+    s: &CallSetup,
+    negotiated: &caller::Negotiated,
+) -> Option<(RelayHandle, SocketAddr, SocketAddr)> {
+    let ip = ctx.addressing.media_ip(&s.a_peer);
+    let (a, b) = match (
+        MediaEndpoint::bind(ip, &ctx.ports).await,
+        MediaEndpoint::bind(ip, &ctx.ports).await,
+    ) {
+        (Ok(a), Ok(b)) => (a, b),
+        (a, b) => {
+            warn!(a = ?a.err(), b = ?b.err(), "no RTP ports");
+            return None;
+        }
+    };
+    let (a_local, b_local) = (a.local_rtp_addr(), b.local_rtp_addr());
+    let metrics = relay_metrics(&ctx.metrics);
+    let relay = ctx
+        .media
+        .start_relay(a, b, negotiated.remote, None, metrics);
+    relay.set_codec(Leg::A, negotiated.leg_codec());
+    Some((relay, a_local, b_local))
+}
 
 impl QueueCall {
     /// Take the caller's offer, bind both legs' media, tell the engine.
@@ -172,23 +166,9 @@ impl QueueCall {
                 return Err((ctx, s, 488, Disposition::Failed));
             }
         };
-        let ip = ctx.addressing.media_ip(&s.a_peer);
-        let (a, b) = match (
-            MediaEndpoint::bind(ip, &ctx.ports).await,
-            MediaEndpoint::bind(ip, &ctx.ports).await,
-        ) {
-            (Ok(a), Ok(b)) => (a, b),
-            (a, b) => {
-                warn!(a = ?a.err(), b = ?b.err(), "no RTP ports");
-                return Err((ctx, s, 503, Disposition::Failed));
-            }
+        let Some((relay, a_local, b_local)) = bind_media(&ctx, &s, &negotiated).await else {
+            return Err((ctx, s, 503, Disposition::Failed));
         };
-        let (a_local, b_local) = (a.local_rtp_addr(), b.local_rtp_addr());
-        let metrics = relay_metrics(&ctx.metrics);
-        let relay = ctx
-            .media
-            .start_relay(a, b, negotiated.remote, None, metrics);
-        relay.set_codec(Leg::A, negotiated.leg_codec());
         let media_events = relay.events();
         let call = CallId(s.a_call_id.clone());
         let arrived = ctx.acd.send(AcdInput::Arrived {
@@ -629,115 +609,6 @@ impl QueueCall {
         self.direct_until = Some(Instant::now() + self.ctx.config.calls.no_answer_timeout);
         let (key, invite) = (&self.s.a_key, &self.s.a_invite);
         self.caller.ring(&self.ctx, key, invite);
-    }
-
-    // ----- the end -----
-
-    /// The caller hung up or cancelled.
-    fn caller_gone(&mut self) {
-        self.hangup_side = Some(Side::Caller);
-        self.disposition = if self.bridged.is_some() {
-            Disposition::Answered
-        } else {
-            Disposition::Cancelled
-        };
-        self.tell(Event::CallerHungUp {
-            call: self.call.clone(),
-        });
-        self.begin_ending();
-    }
-
-    /// denwa or the agent ends the call.
-    fn end_all(&mut self, side: Side) {
-        if self.ending.is_some() {
-            return;
-        }
-        if self.hangup_side.is_none() {
-            self.hangup_side = Some(side);
-        }
-        let call = self.call.clone();
-        if self.bridged.is_some() {
-            self.disposition = Disposition::Answered;
-            self.tell(Event::CallEnded { call });
-        } else {
-            self.tell(Event::CallerHungUp { call });
-        }
-        let (key, invite) = (&self.s.a_key, &self.s.a_invite);
-        self.caller.reject(&self.ctx, key, invite, 503);
-        self.caller.hang_up(&self.ctx);
-        self.begin_ending();
-    }
-
-    /// The engine (or a destination) refused the call.
-    fn end_refused(&mut self, code: u16, disposition: Disposition) {
-        if self.ending.is_some() {
-            return;
-        }
-        info!(status = code, "queue call refused");
-        self.engine_has_call = false;
-        self.disposition = disposition;
-        self.hangup_side = Some(Side::System);
-        let (key, invite) = (&self.s.a_key, &self.s.a_invite);
-        self.caller.reject(&self.ctx, key, invite, code);
-        self.caller.hang_up(&self.ctx);
-        self.begin_ending();
-    }
-
-    /// Withdraw every leg (CANCEL, or BYE when answered); then wait for
-    /// their last answers.
-    fn begin_ending(&mut self) {
-        for leg in &mut self.legs {
-            leg.withdraw(&self.ctx);
-        }
-        self.ending = Some(Instant::now());
-    }
-
-    fn sip_status(&self) -> u16 {
-        match self.disposition {
-            Disposition::Answered => 200,
-            Disposition::Busy => 486,
-            Disposition::NotFound => 404,
-            Disposition::Cancelled => 487,
-            Disposition::NoAnswer | Disposition::Unavailable => 480,
-            _ => 503,
-        }
-    }
-
-    async fn finish(self) {
-        self.ctx.taps.remove_call(&self.s.a_call_id);
-        let _ = self.ctx.acd.send(AcdInput::Gone {
-            call: self.call.clone(),
-        });
-        let sip_status = self.sip_status();
-        let report = self.relay.stop().await;
-        let lines = [
-            super::line_stats("caller", &report.quality[0]),
-            super::line_stats("callee", &report.quality[1]),
-        ];
-        if let Some(rec) = report.recording {
-            info!(recording = %rec.id, "call recording closed");
-        }
-        let rec = CallRecord {
-            call_id: self.s.a_call_id.clone(),
-            started_at_ms: self.started_ms,
-            answered_at_ms: self.bridged_ms,
-            ended_at_ms: now_ms(),
-            caller: self.s.caller.clone(),
-            callee: self.callee.clone(),
-            direction: Direction::Internal,
-            disposition: self.disposition,
-            hangup_side: self.hangup_side,
-            sip_status,
-            ring_ms: 0,
-            talk_ms: 0,
-            caller_ip: Some(self.s.a_peer.remote.ip().to_string()),
-            caller_line: lines[0],
-            callee_line: lines[1],
-        }
-        .with_derived_durations();
-        let mut call_ids = vec![self.s.a_call_id.clone(), self.s.b_call_id.clone()];
-        call_ids.extend(self.legs.iter().map(|l| l.call_id.clone()));
-        super::record_call_end(&self.ctx, rec, call_ids);
     }
 
     // ----- media -----

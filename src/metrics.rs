@@ -11,7 +11,9 @@
 //! label value, so an attacker cannot grow the exposition.
 //!
 //! Later modules add their own unlabeled series with
-//! [`Metrics::register_counter`] / [`Metrics::register_gauge`].
+//! [`Metrics::register_counter`] / [`Metrics::register_gauge`], and gauge
+//! families labelled from a closed set they own (configured names, such as
+//! queue groups) with [`Metrics::register_labelled_gauge`].
 //!
 //! What this module must not do: perform I/O, or take a label value from
 //! outside a closed list.
@@ -227,6 +229,8 @@ pub enum MetricsError {
     InvalidName(String),
     #[error("metric name {0:?} is already used by another series")]
     NameTaken(String),
+    #[error("invalid label name {0:?} (want [a-z_][a-z0-9_]*, at most 64 chars)")]
+    InvalidLabel(String),
 }
 
 #[derive(Debug, Clone)]
@@ -239,9 +243,8 @@ enum ExtraValue {
 struct Extra {
     name: String,
     help: String,
-    /// One label (name, value) from a closed set the caller owns (such as
-    /// the configured trunk names); never taken from the network.
-    label: Option<(String, String)>,
+    /// `{name="value",...}` for a series of a labelled family, else empty.
+    labels: String,
     value: ExtraValue,
 }
 
@@ -415,7 +418,7 @@ impl Metrics {
     /// rendered as `denwa_<name>`. By convention counter names end in
     /// `_total`.
     pub fn register_counter(&self, name: &str, help: &str) -> Result<Counter, MetricsError> {
-        let value = self.register(name, help, None, || ExtraValue::Counter(Counter::default()))?;
+        let value = self.register(name, help, "", || ExtraValue::Counter(Counter::default()))?;
         match value {
             ExtraValue::Counter(c) => Ok(c),
             ExtraValue::Gauge(_) => Err(MetricsError::NameTaken(name.to_string())),
@@ -425,42 +428,46 @@ impl Metrics {
     /// Add (or fetch, when already registered as a gauge) an extra gauge
     /// rendered as `denwa_<name>`.
     pub fn register_gauge(&self, name: &str, help: &str) -> Result<Gauge, MetricsError> {
-        let value = self.register(name, help, None, || ExtraValue::Gauge(Gauge::default()))?;
+        let value = self.register(name, help, "", || ExtraValue::Gauge(Gauge::default()))?;
         match value {
             ExtraValue::Gauge(g) => Ok(g),
             ExtraValue::Counter(_) => Err(MetricsError::NameTaken(name.to_string())),
         }
     }
 
-    /// Like [`Metrics::register_gauge`], one series of a family labelled
-    /// `label="value"` (such as `trunk="hikari"`). Label names follow the
-    /// metric name rules; values come from the configuration only.
-    pub fn register_labeled_gauge(
+    /// Add (or fetch) one series of a labelled gauge family, rendered as
+    /// `denwa_<name>{label="value",...}` under one HELP and TYPE. The
+    /// values must come from a closed set the caller owns (configured
+    /// names), never from the network; they are escaped.
+    pub fn register_labelled_gauge(
         &self,
         name: &str,
         help: &str,
-        label: (&str, &str),
+        labels: &[(&str, &str)],
     ) -> Result<Gauge, MetricsError> {
-        let value = self.register(name, help, Some(label), || {
-            ExtraValue::Gauge(Gauge::default())
-        })?;
+        let text = label_text(labels)?;
+        let value = self.register(name, help, &text, || ExtraValue::Gauge(Gauge::default()))?;
         match value {
             ExtraValue::Gauge(g) => Ok(g),
             ExtraValue::Counter(_) => Err(MetricsError::NameTaken(name.to_string())),
         }
     }
 
-    /// Like [`Metrics::register_counter`], labelled as
-    /// [`Metrics::register_labeled_gauge`].
-    pub fn register_labeled_counter(
+    /// Like [`Metrics::register_counter`], as one series of a labelled
+    /// family (see [`Metrics::register_labelled_gauge`]).
+    pub fn register_labelled_counter(
         &self,
         name: &str,
         help: &str,
-        label: (&str, &str),
+        labels: &[(&str, &str)],
     ) -> Result<Counter, MetricsError> {
-        let value = self.register(name, help, Some(label), || {
-            ExtraValue::Counter(Counter::default())
-        })?;
+        let text = label_text(labels)?;
+        let value = self.register(
+            name,
+            help,
+            &text,
+            || ExtraValue::Counter(Counter::default()),
+        )?;
         match value {
             ExtraValue::Counter(c) => Ok(c),
             ExtraValue::Gauge(_) => Err(MetricsError::NameTaken(name.to_string())),
@@ -471,12 +478,9 @@ impl Metrics {
         &self,
         name: &str,
         help: &str,
-        label: Option<(&str, &str)>,
+        labels: &str,
         make: impl FnOnce() -> ExtraValue,
     ) -> Result<ExtraValue, MetricsError> {
-        if label.is_some_and(|(k, _)| !valid_name(k)) {
-            return Err(MetricsError::InvalidName(name.to_string()));
-        }
         if !valid_name(name) {
             return Err(MetricsError::InvalidName(name.to_string()));
         }
@@ -487,20 +491,21 @@ impl Metrics {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let label = label.map(|(k, v)| (k.to_owned(), v.to_owned()));
-        if let Some(existing) = extras.iter().find(|e| e.name == name) {
-            if existing.label.is_some() != label.is_some() {
-                return Err(MetricsError::NameTaken(name.to_string()));
-            }
-        }
-        if let Some(existing) = extras.iter().find(|e| e.name == name && e.label == label) {
+        if let Some(existing) = extras.iter().find(|e| e.name == name && e.labels == labels) {
             return Ok(existing.value.clone());
         }
         let value = make();
+        // One family, one type; labelled or not, never both.
+        let family = extras.iter().find(|e| e.name == name);
+        if family
+            .is_some_and(|e| !e.value.same_kind(&value) || e.labels.is_empty() != labels.is_empty())
+        {
+            return Err(MetricsError::NameTaken(name.to_string()));
+        }
         extras.push(Extra {
             name: name.to_string(),
             help: help.to_string(),
-            label,
+            labels: labels.to_string(),
             value: value.clone(),
         });
         Ok(value)
@@ -572,40 +577,53 @@ impl Metrics {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let mut written: Vec<&str> = Vec::new();
-        for extra in extras.iter() {
-            let Some((key, _)) = &extra.label else {
-                match &extra.value {
-                    ExtraValue::Counter(c) => render_counter(out, &extra.name, &extra.help, c),
-                    ExtraValue::Gauge(g) => render_gauge(out, &extra.name, &extra.help, g),
-                }
-                continue;
-            };
-            // A labelled family: one header, then every series of it.
-            if written.contains(&extra.name.as_str()) {
+        // Every series of a family under its one HELP and TYPE, families
+        // in the order they were first registered.
+        let mut done: Vec<&str> = Vec::new();
+        for first in extras.iter() {
+            if done.contains(&first.name.as_str()) {
                 continue;
             }
-            written.push(&extra.name);
-            let kind = match extra.value {
+            done.push(&first.name);
+            let kind = match first.value {
                 ExtraValue::Counter(_) => "counter",
                 ExtraValue::Gauge(_) => "gauge",
             };
-            write_header(out, &extra.name, &extra.help, kind);
-            for series in extras.iter().filter(|e| e.name == extra.name) {
-                let value = match &series.value {
+            write_header(out, &first.name, &first.help, kind);
+            for extra in extras.iter().filter(|e| e.name == first.name) {
+                let value = match &extra.value {
                     ExtraValue::Counter(c) => c.get().to_string(),
                     ExtraValue::Gauge(g) => g.get().to_string(),
                 };
-                let label_value = series.label.as_ref().map_or("", |(_, v)| v.as_str());
-                let _ = writeln!(
-                    out,
-                    "denwa_{}{{{key}=\"{}\"}} {value}",
-                    extra.name,
-                    escape_label(label_value)
-                );
+                let _ = writeln!(out, "denwa_{}{} {value}", extra.name, extra.labels);
             }
         }
     }
+}
+
+impl ExtraValue {
+    fn same_kind(&self, other: &ExtraValue) -> bool {
+        matches!(
+            (self, other),
+            (ExtraValue::Counter(_), ExtraValue::Counter(_))
+                | (ExtraValue::Gauge(_), ExtraValue::Gauge(_))
+        )
+    }
+}
+
+/// Label value escaping (format 0.0.4): backslash, double quote, line feed.
+/// `{label="value",...}`, the values escaped; label names must be valid.
+fn label_text(labels: &[(&str, &str)]) -> Result<String, MetricsError> {
+    let mut text = String::from("{");
+    for (i, (label, value)) in labels.iter().enumerate() {
+        if !valid_name(label) {
+            return Err(MetricsError::InvalidLabel(label.to_string()));
+        }
+        let sep = if i == 0 { "" } else { "," };
+        let _ = write!(text, "{sep}{label}=\"{}\"", escape_label(value));
+    }
+    text.push('}');
+    Ok(text)
 }
 
 /// `[a-z_][a-z0-9_]*`, 1..=64 characters: a subset of Prometheus names that
@@ -843,6 +861,45 @@ mod tests {
     }
 
     #[test]
+    fn labelled_gauges_render_as_one_family() {
+        let m = Metrics::new();
+        let sales = m
+            .register_labelled_gauge("acd_waiting", "Waiting calls.", &[("group", "sales")])
+            .unwrap();
+        m.register_gauge("other_gauge", "Something else.").unwrap();
+        let odd = m
+            .register_labelled_gauge("acd_waiting", "ignored", &[("group", "a\"b\\c\nd")])
+            .unwrap();
+        sales.set(3);
+        odd.inc();
+        let again = m
+            .register_labelled_gauge("acd_waiting", "x", &[("group", "sales")])
+            .unwrap();
+        assert_eq!(again.get(), 3, "the same series is fetched again");
+        let text = m.render();
+        let exp = Exposition::parse(&text);
+        assert_eq!(exp.kind["denwa_acd_waiting"], "gauge");
+        assert_eq!(exp.value("denwa_acd_waiting", "group=\"sales\""), 3.0);
+        assert!(
+            text.contains("denwa_acd_waiting{group=\"a\\\"b\\\\c\\nd\"} 1\n"),
+            "{text}"
+        );
+        let family_start = text.find("# TYPE denwa_acd_waiting").unwrap();
+        let other = text.find("# HELP denwa_other_gauge").unwrap();
+        let last_series = text.rfind("denwa_acd_waiting{").unwrap();
+        assert!(family_start < last_series && last_series < other, "{text}");
+        assert_eq!(
+            m.register_labelled_gauge("acd_waiting", "x", &[("Group", "x")])
+                .err(),
+            Some(MetricsError::InvalidLabel("Group".into()))
+        );
+        assert_eq!(
+            m.register_counter("acd_waiting", "x").err(),
+            Some(MetricsError::NameTaken("acd_waiting".into()))
+        );
+    }
+
+    #[test]
     fn separate_instances_do_not_share_values() {
         let a = Metrics::new();
         let b = Metrics::new();
@@ -934,18 +991,26 @@ mod tests {
     fn labelled_series_share_one_family_header() {
         let m = Metrics::new();
         let a = m
-            .register_labeled_gauge("trunk_registered", "Registered trunks.", ("trunk", "east"))
-            .unwrap();
-        let b = m
-            .register_labeled_gauge(
+            .register_labelled_gauge(
                 "trunk_registered",
                 "Registered trunks.",
-                ("trunk", "we\"st"),
+                &[("trunk", "east")],
+            )
+            .unwrap();
+        let b = m
+            .register_labelled_gauge(
+                "trunk_registered",
+                "Registered trunks.",
+                &[("trunk", "we\"st")],
             )
             .unwrap();
         a.set(1);
         let again = m
-            .register_labeled_gauge("trunk_registered", "Registered trunks.", ("trunk", "east"))
+            .register_labelled_gauge(
+                "trunk_registered",
+                "Registered trunks.",
+                &[("trunk", "east")],
+            )
             .unwrap();
         assert_eq!(again.get(), 1, "the same series");
         b.set(0);
@@ -967,8 +1032,8 @@ mod tests {
             Err(MetricsError::NameTaken(_))
         ));
         assert!(matches!(
-            m.register_labeled_counter("c_total", "x", ("Bad-Label", "v")),
-            Err(MetricsError::InvalidName(_))
+            m.register_labelled_counter("c_total", "x", &[("Bad-Label", "v")]),
+            Err(MetricsError::InvalidLabel(_))
         ));
     }
 }

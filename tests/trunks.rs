@@ -8,7 +8,8 @@
 //! list (with its announcement) hold; `denwa list` feeds the running denwa;
 //! a number routed to a named forward goes back out presenting itself; a
 //! number routed to a sound plays it before refusing; a phone's RFC 4733
-//! key press reaches a trunk that takes DTMF as SIP INFO as an INFO.
+//! key press reaches a trunk that takes DTMF as SIP INFO as an INFO; a
+//! number routed to an ACD group queues its caller for the group's agent.
 
 mod common;
 
@@ -487,4 +488,49 @@ fn a_key_press_reaches_an_info_trunk_as_sip_info() {
     assert!(ok, "the phone was offered telephone-event: {report}");
     assert!(west.finish(LIMIT), "no INFO for the key: {}", sipp.errors());
     assert_eq!(s.d.log_count("source=\"rfc4733\""), 1, "{}", s.d.log());
+}
+
+/// A number whose route is an ACD group: the carrier's caller queues and
+/// the group's agent takes the call; the record keeps the number and trunk.
+#[test]
+fn a_number_routed_to_a_group_queues_the_caller_for_its_agent() {
+    let port = free_port();
+    let text = format!(
+        "[auth]\nalgorithms = [\"MD5\"]\n\n\
+         [[trunks]]\nname = \"east\"\nkind = \"ip\"\nhost = \"{EAST_IP}\"\nport = {port}\naddresses = [\"{EAST_IP}\"]\n\n\
+         [[numbers]]\nnumber = \"{EAST_NUMBER}\"\nname = \"Support\"\ntrunk = \"east\"\nroute = \"group:support\"\n\
+         screen_pop_url = \"https://crm.test/?tel=@@@@\"\n\n\
+         {}\
+         [acd]\n\n[[acd.agents]]\nid = \"a{AGENT}\"\nname = \"Agent\"\nextension = \"{AGENT}\"\n\n\
+         [[acd.groups]]\nid = \"support\"\nstrategy = \"ring-all\"\nmembers = [{{ agent = \"a{AGENT}\" }}]\nring_secs = 10\n",
+        extension(AGENT, ""),
+    );
+    let d = Denwa::start(&text);
+    let mut phone = Phone::start(&d, AGENT, 440.0, 0.3, "auto");
+    phone.wait_registered();
+    let (ok, report) = carrier(
+        &d,
+        "carrier_call.xml",
+        EAST_IP,
+        "81311110000",
+        "+81312345678",
+    )
+    .substitute("[hold_ms]", "2000")
+    .run_report(LIMIT);
+    assert!(ok, "{report}\n{}", d.log());
+    let incoming = phone.wait_event("CALL_ESTABLISHED");
+    assert!(
+        incoming.contains("0312345678"),
+        "the agent sees the caller's number: {incoming}"
+    );
+    let rec = newest(&d, 1);
+    assert_eq!(rec.direction, Direction::Inbound);
+    assert_eq!(rec.disposition, Disposition::Answered, "{rec:?}");
+    assert_eq!(rec.did.as_deref(), Some(EAST_NUMBER));
+    assert_eq!(rec.trunk.as_deref(), Some("east"));
+    assert_eq!(
+        d.log_count("group=support url=https://crm.test/?tel=0312345678"),
+        1,
+        "one screen pop naming the group"
+    );
 }

@@ -95,6 +95,8 @@ impl Default for RawMember {
 pub struct RawGroup {
     pub id: String,
     pub name: String,
+    /// The numbers callers dial to reach the group.
+    pub numbers: Vec<String>,
     pub strategy: String,
     pub members: Vec<RawMember>,
     /// Calls allowed to wait (0 = only as many calls as free agents).
@@ -139,6 +141,7 @@ impl Default for RawGroup {
         RawGroup {
             id: String::new(),
             name: String::new(),
+            numbers: Vec::new(),
             strategy: Strategy::LongestIdle.as_str().to_string(),
             members: Vec::new(),
             max_waiting: 10,
@@ -208,6 +211,8 @@ pub struct GroupSounds {
 pub struct GroupConfig {
     pub id: GroupId,
     pub name: String,
+    /// The numbers callers dial to reach the group (digits).
+    pub numbers: Vec<String>,
     pub strategy: Strategy,
     pub members: Vec<Member>,
     pub max_waiting: u32,
@@ -247,6 +252,13 @@ impl AcdConfig {
             },
             None => false,
         }
+    }
+
+    /// The group callers reach by dialling `number`.
+    pub fn group_for_number(&self, number: &str) -> Option<&GroupConfig> {
+        self.groups
+            .iter()
+            .find(|g| g.numbers.iter().any(|n| n == number))
     }
 
     /// The pause reason with this id.
@@ -296,6 +308,8 @@ pub enum Problem {
     NotDigits(String),
     #[error("extension {extension:?} is already bound to agent {other:?}")]
     ExtensionTaken { extension: String, other: String },
+    #[error("number {number:?} already reaches group {other:?}")]
+    NumberTaken { number: String, other: String },
 }
 
 /// One configuration problem.
@@ -380,6 +394,7 @@ pub fn validate(raw: &RawAcd) -> Result<AcdConfig, Vec<AcdConfigError>> {
         .enumerate()
         .map(|(i, g)| group(&mut errs, i, g, &known, &mut seen))
         .collect();
+    group_numbers(&mut errs, &raw.groups);
     if errs.0.is_empty() {
         Ok(AcdConfig {
             error_retry_secs: raw.error_retry_secs,
@@ -503,6 +518,7 @@ fn group(
         } else {
             g.name.clone()
         },
+        numbers: g.numbers.clone(),
         strategy,
         members: members(errs, &scope, i, &g.members, known),
         max_waiting: g.max_waiting,
@@ -527,6 +543,28 @@ fn group(
         },
         ring_text: g.ring_text.clone(),
         colour: g.colour.clone(),
+    }
+}
+
+/// Each group number is digits (at most 15, like an extension) and
+/// reaches one group only.
+fn group_numbers(errs: &mut Errors, raw: &[RawGroup]) {
+    let mut owners: BTreeMap<&str, &str> = BTreeMap::new();
+    for (i, g) in raw.iter().enumerate() {
+        let scope = Scope::Group(g.id.clone());
+        for (j, number) in g.numbers.iter().enumerate() {
+            let at = vec![Key("groups"), Index(i), Key("numbers"), Index(j)];
+            let digits = number.bytes().all(|b| b.is_ascii_digit());
+            if number.is_empty() || number.len() > 15 || !digits {
+                errs.push(&scope, at, Problem::NotDigits(number.clone()));
+            } else if let Some(other) = owners.insert(number, &g.id) {
+                let problem = Problem::NumberTaken {
+                    number: number.clone(),
+                    other: other.to_string(),
+                };
+                errs.push(&scope, at, problem);
+            }
+        }
     }
 }
 
@@ -715,5 +753,45 @@ mod tests {
             errs[6].to_string(),
             "group \"sales desk\": groups[0].ring_secs: 0 is out of range 1..=600"
         );
+    }
+
+    #[test]
+    fn group_numbers_are_digits_and_reach_one_group() {
+        let raw = parse(
+            r#"
+            [[groups]]
+            id = "sales"
+            numbers = ["2001", "20a"]
+            [[groups]]
+            id = "support"
+            numbers = ["2002", "2001", ""]
+            "#,
+        );
+        let errs = validate(&raw).unwrap_err();
+        let listed: Vec<_> = errs
+            .iter()
+            .map(|e| (e.key.as_str(), e.problem.clone()))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("groups[0].numbers[1]", Problem::NotDigits("20a".into())),
+                (
+                    "groups[1].numbers[1]",
+                    Problem::NumberTaken {
+                        number: "2001".into(),
+                        other: "sales".into()
+                    }
+                ),
+                ("groups[1].numbers[2]", Problem::NotDigits(String::new())),
+            ]
+        );
+        let cfg = validate(&parse(
+            "[[groups]]\nid = \"sales\"\nnumbers = [\"2001\", \"2011\"]\n",
+        ))
+        .unwrap();
+        let found = cfg.group_for_number("2011").map(|g| g.id.as_str());
+        assert_eq!(found, Some("sales"));
+        assert!(cfg.group_for_number("1001").is_none());
     }
 }

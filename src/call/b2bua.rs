@@ -117,7 +117,7 @@ fn top_branch(headers: &rsip::Headers) -> Option<String> {
 /// Where to send a request for a registered contact: the Contact's own
 /// address when the phone is reachable as it says (same IP as the REGISTER
 /// came from), otherwise the address the REGISTER really came from (NAT).
-fn target_peer(b: &Binding) -> Peer {
+pub(super) fn target_peer(b: &Binding) -> Peer {
     let mut peer = b.received;
     if peer.transport.is_reliable() {
         return peer;

@@ -32,6 +32,14 @@ pub enum CallCommand {
     Stateless { message: rsip::SipMessage, to: Peer },
     /// The call is over: forget its Call-IDs.
     Ended { call_ids: Vec<String> },
+    /// Deliver traffic for `call_id` (a leg the actor starts itself) to
+    /// the actor that owns Call-ID `like`.
+    Adopt { call_id: String, like: String },
+    /// The live contacts of extension `user` (empty: not registered).
+    Lookup {
+        user: String,
+        reply: tokio::sync::oneshot::Sender<Vec<crate::registrar::location::Binding>>,
+    },
 }
 
 /// Addresses denwa advertises.
@@ -119,4 +127,6 @@ pub struct CallContext {
     pub calls: super::Calls,
     /// Prompts played by call control (`[media] sounds`).
     pub prompts: Arc<SoundLibrary>,
+    /// The ACD task: queue calls and phone registrations go there.
+    pub acd: super::queue::AcdHandle,
 }

@@ -30,6 +30,7 @@ mod destination;
 mod dtmf;
 pub mod notice;
 pub mod outbound;
+pub mod queue;
 mod refusal;
 mod service;
 mod taps;
@@ -171,6 +172,17 @@ pub fn spawn_refusal(
 ) {
     let span = tracing::info_span!("call", call_id = %setup.a_call_id);
     tokio::spawn(refusal::run(setup, refusal, announcement, events, ctx).instrument(span));
+}
+
+/// Start the actor for a call to a queue group's number.
+pub fn spawn_queue(
+    setup: CallSetup,
+    group: crate::acd::GroupId,
+    events: EventReceiver,
+    ctx: CallContext,
+) {
+    let span = tracing::info_span!("call", call_id = %setup.a_call_id);
+    tokio::spawn(queue::run(setup, group, events, ctx).instrument(span));
 }
 
 fn random_token(len: usize) -> String {

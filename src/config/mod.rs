@@ -16,6 +16,7 @@ use crate::media::recording::RecordingLayout;
 use crate::media::sound::Sound;
 use crate::media::tones::ToneProfile;
 
+mod acd;
 pub mod locate;
 pub mod raw;
 pub mod telephony;
@@ -53,6 +54,8 @@ pub struct Config {
     pub extensions: BTreeMap<String, Extension>,
     /// Trunks, numbers (DIDs), forwards and the outbound rules.
     pub telephony: Telephony,
+    /// Agents, groups (queues) and pause reasons.
+    pub acd: crate::acd::AcdConfig,
 }
 
 #[derive(Debug, Clone)]

@@ -24,6 +24,7 @@ pub struct RawConfig {
     pub numbers: Vec<RawNumber>,
     pub forwards: Vec<RawForward>,
     pub outbound: RawOutbound,
+    pub acd: crate::acd::RawAcd,
 }
 
 #[derive(Debug, Deserialize)]

@@ -83,6 +83,8 @@ pub enum Route {
     Forward(String),
     /// Play this sound (by name) as early media, then 480.
     Sound(String),
+    /// Queue the call in this ACD group (by id).
+    Group(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -225,6 +227,16 @@ pub(super) struct RawTelephony {
     pub outbound: RawOutbound,
     /// Each extension's caller IDs: (index in the file, number, IDs).
     pub caller_ids: Vec<(usize, String, Vec<String>)>,
+    /// The ACD groups' ids, which `group:` routes name.
+    pub groups: Vec<String>,
+}
+
+/// What a number's route may name.
+struct Targets<'a> {
+    extensions: &'a BTreeMap<String, Extension>,
+    forwards: &'a [String],
+    groups: &'a [String],
+    library: &'a SoundLibrary,
 }
 
 /// Validate trunks, numbers, forwards and `[outbound]`; extensions'
@@ -239,15 +251,13 @@ pub(super) fn validate(
     let trunks = trunks(errs, raw.trunks);
     let forward_names: Vec<String> = raw.forwards.iter().map(|f| f.name.clone()).collect();
     let library = SoundLibrary::new(sounds.to_vec());
-    let numbers = numbers(
-        errs,
-        raw.numbers,
-        &plan,
-        &trunks,
+    let targets = Targets {
         extensions,
-        &forward_names,
-        &library,
-    );
+        forwards: &forward_names,
+        groups: &raw.groups,
+        library: &library,
+    };
+    let numbers = numbers(errs, raw.numbers, &plan, &trunks, &targets);
     let forwards = forwards(errs, raw.forwards, &plan, &numbers);
     let outbound = outbound(errs, &raw.outbound, plan, &numbers, &library);
     caller_ids(errs, &raw.caller_ids, extensions, &outbound.plan, &numbers);
@@ -449,14 +459,13 @@ fn trunk_kind(errs: &mut Errors, i: usize, t: &RawTrunk) -> TrunkKind {
 }
 
 /// `kind:target` → a route; kinds that do not exist yet are refused by name.
-fn route(
-    errs: &mut Errors,
-    i: usize,
-    text: &str,
-    extensions: &BTreeMap<String, Extension>,
-    forwards: &[String],
-    library: &SoundLibrary,
-) -> Option<Route> {
+fn route(errs: &mut Errors, i: usize, text: &str, targets: &Targets) -> Option<Route> {
+    let Targets {
+        extensions,
+        forwards,
+        groups,
+        library,
+    } = targets;
     let at = [Key("numbers"), Index(i), Key("route")];
     let Some((kind, target)) = text.split_once(':') else {
         errs.push(
@@ -487,7 +496,12 @@ fn route(
                 None
             }
         },
-        "group" | "ivr" | "script" => {
+        "group" if groups.iter().any(|g| g == target) => Some(Route::Group(target.to_owned())),
+        "group" => {
+            errs.push(&at, format!("no [acd] group with id {target}"));
+            None
+        }
+        "ivr" | "script" => {
             errs.push(&at, format!("route kind \"{kind}\" not available yet"));
             None
         }
@@ -495,7 +509,7 @@ fn route(
             errs.push(
                 &at,
                 format!(
-                    "unknown route kind `{other}`: use \"extension\", \"forward\" or \"sound\""
+                    "unknown route kind `{other}`: use \"extension\", \"group\", \"forward\" or \"sound\""
                 ),
             );
             None
@@ -508,9 +522,7 @@ fn numbers(
     raw: Vec<RawNumber>,
     plan: &NumberPlan,
     trunks: &[Trunk],
-    extensions: &BTreeMap<String, Extension>,
-    forwards: &[String],
-    library: &SoundLibrary,
+    targets: &Targets,
 ) -> BTreeMap<String, Number> {
     let mut out: BTreeMap<String, Number> = BTreeMap::new();
     let mut prefixes: Vec<String> = Vec::new();
@@ -529,7 +541,7 @@ fn numbers(
         if !trunks.iter().any(|t| t.name == n.trunk) {
             errs.push(&at("trunk"), format!("no trunk named {}", n.trunk));
         }
-        let route = route(errs, i, &n.route, extensions, forwards, library);
+        let route = route(errs, i, &n.route, targets);
         for (k, v) in [
             ("name", &n.name),
             ("incoming_display", &n.incoming_display),

@@ -302,10 +302,19 @@ pub(super) fn validate(
         forwards: raw.forwards,
         outbound: raw.outbound,
         caller_ids: raw_caller_ids,
+        groups: raw.acd.groups.iter().map(|g| g.id.clone()).collect(),
     };
     let telephony = super::telephony::validate(&mut errs, public, &mut extensions, &sounds);
     let conference = conference(&mut errs, &raw.conference, &extensions);
     let features = features(&mut errs, &raw.features, &extensions, &conference.rooms);
+    let acd = super::acd::validate(
+        &mut errs,
+        &raw.acd,
+        &extensions,
+        &conference,
+        &features,
+        &sounds,
+    );
 
     if !errs.list.is_empty() {
         return Err(ConfigErrors(errs.list));
@@ -366,6 +375,7 @@ pub(super) fn validate(
         features,
         extensions,
         telephony,
+        acd,
     })
 }
 
@@ -702,7 +712,7 @@ mod tests {
                 "t.toml:7: trunks[0].password: a register trunk needs a password",
                 "t.toml:13: trunks[1].addresses: an ip trunk needs the carrier's addresses",
                 "t.toml:21: trunks[2].host: `2001:db8::1`: IPv6 trunk hosts are not available yet",
-                "t.toml:27: numbers[0].route: route kind \"group\" not available yet",
+                "t.toml:27: numbers[0].route: no [acd] group with id sales",
                 "t.toml:30: numbers[1].number: `03-1` is not a telephone number (digits, optionally a leading +)",
                 "t.toml:31: numbers[1].trunk: no trunk named t9",
                 "t.toml:33: numbers[1].screen_pop_url: must contain @@@@ (the caller's number) and no spaces",

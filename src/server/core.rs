@@ -180,6 +180,11 @@ impl Core {
         self.auth.prune(Instant::now());
         let now_unix = unix_ms() / 1000;
         let gone = self.registrar.purge_expired(now_unix);
+        for (user, _) in &gone {
+            if !self.phone_up(user, now_unix) {
+                self.ctx.acd.phone(user, false);
+            }
+        }
         if !gone.is_empty() {
             // The store's expiries may lag: purge only what is gone for sure.
             let cutoff = crate::registrar::stored_expiry_cutoff(now_unix);
@@ -236,6 +241,14 @@ impl Core {
                     self.channels.release(&id);
                     self.calls.remove(&id);
                 }
+            }
+            CallCommand::Adopt { call_id, like } => {
+                if let Some(tx) = self.calls.get(&like).cloned() {
+                    self.calls.insert(call_id, tx);
+                }
+            }
+            CallCommand::Lookup { user, reply } => {
+                let _ = reply.send(self.registrar.lookup(&user, unix_ms() / 1000));
             }
         }
         self.flush();
@@ -408,9 +421,14 @@ impl Core {
                 }
             }
             AuthOutcome::Authenticated { username } => {
+                let was_up = self.phone_up(&username, ms / 1000);
                 let out = self
                     .registrar
                     .handle_register(&req, &username, from, ms / 1000);
+                let up = self.phone_up(&username, ms / 1000);
+                if up != was_up {
+                    self.ctx.acd.phone(&username, up);
+                }
                 for change in out.changes {
                     self.persist(change);
                 }
@@ -420,6 +438,15 @@ impl Core {
                 let _ = self.txl.send_response(&key, out.response, now);
             }
         }
+    }
+
+    /// Whether `user` has a live registration (the ACD's online).
+    fn phone_up(&self, user: &str, now_unix: u64) -> bool {
+        self.registrar
+            .location()
+            .live(user, now_unix)
+            .next()
+            .is_some()
     }
 
     fn persist(&self, change: BindingChange) {
@@ -486,12 +513,17 @@ impl Core {
             .map(|a| a.user.clone())
             .unwrap_or_default();
         let service = call::Service::classify(&self.config, &callee);
+        let group = self
+            .config
+            .acd
+            .group_for_number(&callee)
+            .map(|g| g.id.clone());
         let targets = if self.config.extensions.contains_key(&callee) {
             Some(self.registrar.lookup(&callee, unix_ms() / 1000))
         } else {
             None
         };
-        if service.is_none() && targets.is_none() {
+        if group.is_none() && service.is_none() && targets.is_none() {
             return self.outside_call(key, req, from, caller, callee);
         }
         let Some(a_call_id) = message::call_id(&req.headers).map(str::to_owned) else {
@@ -513,9 +545,10 @@ impl Core {
             targets,
             plan: crate::call::outbound::LegPlan::default(),
         };
-        match service {
-            Some(service) => call::spawn_service(setup, service, rx, self.ctx.clone()),
-            None => call::spawn(setup, rx, self.ctx.clone()),
+        match (group, service) {
+            (Some(group), _) => call::spawn_queue(setup, group, rx, self.ctx.clone()),
+            (None, Some(service)) => call::spawn_service(setup, service, rx, self.ctx.clone()),
+            (None, None) => call::spawn(setup, rx, self.ctx.clone()),
         }
     }
 }

@@ -24,6 +24,7 @@ use crate::metrics::Metrics;
 use crate::registrar::Registrar;
 use crate::store::Store;
 
+pub mod acd;
 pub mod core;
 pub mod lists;
 pub mod transport;
@@ -117,13 +118,36 @@ pub async fn run(source: ConfigSource, config: Config) -> anyhow::Result<()> {
         reader.load_bindings(i64::try_from(cutoff).unwrap_or(i64::MAX))?
     };
     let count = restored.len();
+    let mut registered = Vec::new();
     for b in restored {
         if let Some((user, binding)) = crate::registrar::from_persisted(&b) {
+            if !registered.contains(&user) {
+                registered.push(user.clone());
+            }
             registrar.restore(&user, binding);
         }
     }
     metrics.set_registrations(registrar.binding_count() as i64);
     info!(count, "registrations restored");
+
+    // The ACD task, its statistics continuing from today's stored log.
+    let acd = {
+        let sounds = crate::media::sound::SoundLibrary::new(config.media.sounds.clone());
+        let (handle, rx) = crate::call::queue::AcdHandle::channel(sounds);
+        let now = unix_now().saturating_mul(1000);
+        let today = store
+            .reader()?
+            .acd_events(acd::day_start(now), now.saturating_add(1))?;
+        let task = acd::AcdTask::new(
+            config.acd.clone(),
+            store.clone(),
+            &metrics,
+            &today,
+            &registered,
+        );
+        tokio::spawn(task.run(rx));
+        handle
+    };
 
     let transports =
         transport::Transports::new(udp.clone(), metrics.clone(), &config.sip.user_agent)?;
@@ -143,6 +167,7 @@ pub async fn run(source: ConfigSource, config: Config) -> anyhow::Result<()> {
         prompts: Arc::new(crate::media::sound::SoundLibrary::new(
             config.media.sounds.clone(),
         )),
+        acd,
     };
     let number_lists = lists::start(store.clone(), &metrics).await?;
     let (core_tx, core_rx) = mpsc::channel(8192);
@@ -203,6 +228,9 @@ pub async fn run(source: ConfigSource, config: Config) -> anyhow::Result<()> {
                     Ok(new) => {
                         if new.sip.udp != config.sip.udp || new.sip.tcp != config.sip.tcp {
                             warn!("listen addresses changed: they take effect at the next restart");
+                        }
+                        if new.acd != config.acd {
+                            warn!("[acd] changed: it takes effect at the next restart");
                         }
                         shutdown_grace = new.calls.shutdown_grace;
                         let _ = core_tx.send(CoreInput::Reload(Arc::new(new))).await;

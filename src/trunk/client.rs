@@ -86,19 +86,19 @@ async fn run(
     ctx: CallContext,
 ) {
     let m = &ctx.metrics;
-    let label = ("trunk", name.as_str());
+    let label = [("trunk", name.as_str())];
     let registered = m
-        .register_labeled_gauge(
+        .register_labelled_gauge(
             "trunk_registered",
             "Whether each register trunk is registered.",
-            label,
+            &label,
         )
         .unwrap_or_default();
     let failures = m
-        .register_labeled_counter(
+        .register_labelled_counter(
             "trunk_registration_failures_total",
             "Failed registration attempts per trunk.",
-            label,
+            &label,
         )
         .unwrap_or_default();
     let sent_by = ctx.addressing.sent_by(&peer);

@@ -34,6 +34,8 @@ pub(super) enum Start {
     Refuse(Refusal),
     /// Turned away after this sound as early media (a `sound:` route).
     Announce(Refusal, std::sync::Arc<crate::media::sound::Sound>),
+    /// Queued in this ACD group (a `group:` route).
+    Queue(crate::acd::GroupId),
 }
 
 /// The user part of a header's URI.
@@ -129,6 +131,22 @@ impl Core {
                     plan,
                     Start::Bridge(Some(targets)),
                 );
+            }
+            Route::Group(group) => {
+                if let Some(url) = &d.screen_pop {
+                    // The agent is not known yet: the notice names the group.
+                    info!(did = %d.number.number, caller = %d.caller, group = %group, url = %url, "screen pop");
+                    self.notices.publish(CallNotice::ScreenPop {
+                        call_id: call_id.clone(),
+                        did: d.number.number.clone(),
+                        caller: d.caller.clone(),
+                        extension: group.clone(),
+                        url: url.clone(),
+                    });
+                }
+                let callee = d.number.number.clone();
+                let start = Start::Queue(crate::acd::GroupId::from(group.as_str()));
+                self.start_call(key, req, from, d.caller, callee, plan, start);
             }
             Route::Sound(name) => {
                 let sound = self.config.telephony.sounds.get(&name).cloned();
@@ -381,7 +399,7 @@ impl Core {
         self.calls.insert(b_call_id.clone(), tx);
         let targets = match &start {
             Start::Bridge(t) => t.clone(),
-            Start::Refuse(_) | Start::Announce(..) => None,
+            Start::Refuse(_) | Start::Announce(..) | Start::Queue(_) => None,
         };
         let setup = CallSetup {
             a_key: key,
@@ -403,6 +421,7 @@ impl Core {
             Start::Announce(r, sound) => {
                 call::spawn_refusal(setup, r, Some(sound), rx, self.ctx.clone())
             }
+            Start::Queue(group) => call::spawn_queue(setup, group, rx, self.ctx.clone()),
         }
     }
 }

@@ -75,7 +75,9 @@ impl Denwa {
         let dir = tempfile::tempdir().expect("temp dir");
         let sip_port = free_port();
         let http_port = free_port();
-        // Below Linux's ephemeral ports (32768 and up), 100 ports per instance.
+        // Below Linux's ephemeral ports (32768 and up), 100 ports per
+        // instance. Two instances running at once may draw the same range:
+        // denwa then skips the ports the other one holds.
         let rtp_base = 10000 + (sip_port % 220) * 100;
         let config = dir.path().join("denwa.toml");
         let text = format!(

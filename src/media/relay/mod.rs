@@ -78,8 +78,6 @@ use crate::media::player::Player;
 use crate::media::recording::{RecordingHandle, RecordingSummary};
 use crate::media::rtcp::LineQuality;
 
-/// How many port pairs [`MediaEndpoint::bind`] tries before giving up.
-pub const MAX_BIND_ATTEMPTS: usize = 16;
 /// Packets a tap may have queued before copies are dropped (about 5 s of
 /// 20 ms packets).
 pub const TAP_CAPACITY: usize = 256;
@@ -160,9 +158,10 @@ pub struct MediaEndpoint {
 
 impl MediaEndpoint {
     /// Binds a pair from `ports` on `ip`, moving on to the next pair when a
-    /// port is held by someone else, at most [`MAX_BIND_ATTEMPTS`] times.
+    /// port is held by someone else (another program in the range), until
+    /// every pair of the range has been tried once.
     pub async fn bind(ip: IpAddr, ports: &PortAllocator) -> io::Result<MediaEndpoint> {
-        let attempts = MAX_BIND_ATTEMPTS.min(ports.capacity()).max(1);
+        let attempts = ports.capacity().max(1);
         let mut last_error = None;
         for _ in 0..attempts {
             let lease = PortLease::acquire(ports).ok_or_else(exhausted)?;

@@ -15,7 +15,7 @@ use tracing::{debug, info, warn};
 
 use crate::auth::{AuthOutcome, Authenticator, ChallengeKind};
 use crate::call::context::{CallCommand, CallContext};
-use crate::call::{self, CallEvent, CallSetup};
+use crate::call::{self, CallEvent};
 use crate::config::{Config, LockoutResponse};
 use crate::registrar::{BindingChange, Registrar};
 use crate::sip::message::{self, response_for};
@@ -526,30 +526,13 @@ impl Core {
         if group.is_none() && service.is_none() && targets.is_none() {
             return self.outside_call(key, req, from, caller, callee);
         }
-        let Some(a_call_id) = message::call_id(&req.headers).map(str::to_owned) else {
-            return;
+        let start = match (group, service) {
+            (Some(group), _) => network::Start::Queue(group),
+            (None, Some(service)) => network::Start::Service(service),
+            (None, None) => network::Start::Bridge(targets),
         };
-        let b_call_id = call::new_call_id();
-        let (tx, rx) = mpsc::unbounded_channel();
-        self.owners.insert(key.clone(), a_call_id.clone());
-        self.calls.insert(a_call_id.clone(), tx.clone());
-        self.calls.insert(b_call_id.clone(), tx);
-        let setup = CallSetup {
-            a_key: key,
-            a_invite: req,
-            a_peer: from,
-            a_call_id,
-            b_call_id,
-            caller,
-            callee,
-            targets,
-            plan: crate::call::outbound::LegPlan::default(),
-        };
-        match (group, service) {
-            (Some(group), _) => call::spawn_queue(setup, group, rx, self.ctx.clone()),
-            (None, Some(service)) => call::spawn_service(setup, service, rx, self.ctx.clone()),
-            (None, None) => call::spawn(setup, rx, self.ctx.clone()),
-        }
+        let plan = crate::call::outbound::LegPlan::default();
+        self.start_call(key, req, from, caller, callee, plan, start);
     }
 }
 

@@ -34,8 +34,10 @@ pub(super) enum Start {
     Refuse(Refusal),
     /// Turned away after this sound as early media (a `sound:` route).
     Announce(Refusal, std::sync::Arc<crate::media::sound::Sound>),
-    /// Queued in this ACD group (a `group:` route).
+    /// Queued in this ACD group (a `group:` route, a group's number).
     Queue(crate::acd::GroupId),
+    /// Answered by denwa itself (a room, a supervisor's feature code).
+    Service(call::Service),
 }
 
 /// The user part of a header's URI.
@@ -399,7 +401,7 @@ impl Core {
         self.calls.insert(b_call_id.clone(), tx);
         let targets = match &start {
             Start::Bridge(t) => t.clone(),
-            Start::Refuse(_) | Start::Announce(..) | Start::Queue(_) => None,
+            Start::Refuse(_) | Start::Announce(..) | Start::Queue(_) | Start::Service(_) => None,
         };
         let setup = CallSetup {
             a_key: key,
@@ -422,6 +424,7 @@ impl Core {
                 call::spawn_refusal(setup, r, Some(sound), rx, self.ctx.clone())
             }
             Start::Queue(group) => call::spawn_queue(setup, group, rx, self.ctx.clone()),
+            Start::Service(service) => call::spawn_service(setup, service, rx, self.ctx.clone()),
         }
     }
 }

@@ -62,6 +62,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::ports::{PortAllocator, PortLease};
 use crate::metrics::Counter;
 
+mod batch;
 mod bridge;
 mod signal;
 mod worker;
@@ -191,6 +192,13 @@ impl MediaEndpoint {
 
     pub fn local_rtcp_addr(&self) -> SocketAddr {
         self.rtcp_addr
+    }
+
+    fn local_addr(&self, stream: Stream) -> SocketAddr {
+        match stream {
+            Stream::Rtp => self.rtp_addr,
+            Stream::Rtcp => self.rtcp_addr,
+        }
     }
 
     fn socket(&self, stream: Stream) -> &mio::net::UdpSocket {

@@ -27,6 +27,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use rtp_rs::RtpReader;
 use tokio::sync::{mpsc, oneshot};
 
+use super::batch::{self, BatchReceiver, Received, BATCH};
 use super::bridge::{self, Member, MemberId, Room, Supervisor, TapMode};
 use super::signal::{self, relayed_from, CallRecording, LegCodec, LegSignal};
 use super::{
@@ -42,9 +43,6 @@ use crate::media::rtp_stream::payload_range;
 
 /// The token of the worker's wake-up; call sockets use the others.
 const WAKE: Token = Token(usize::MAX);
-/// Receive buffer size; a datagram that fills it may have been truncated and
-/// is dropped.
-const MAX_DATAGRAM: usize = 8192;
 /// Datagrams read from one socket before the worker looks at the others.
 const BURST: usize = 64;
 /// Readiness events taken per `epoll_wait`.
@@ -234,7 +232,6 @@ pub(super) fn spawn(index: usize) -> io::Result<(WorkerLink, JoinHandle<()>)> {
         members: Vec::new(),
         rooms: std::collections::HashMap::new(),
         slots: Arc::clone(&slots),
-        buf: vec![0; MAX_DATAGRAM].into_boxed_slice(),
     };
     let thread = std::thread::Builder::new()
         .name(format!("denwa-media-{index}"))
@@ -435,8 +432,6 @@ struct Worker {
     members: Vec<Option<Member>>,
     rooms: std::collections::HashMap<String, Room>,
     slots: Arc<SlotAllocator>,
-    /// The one receive buffer, reused for every datagram.
-    buf: Box<[u8]>,
 }
 
 /// Whose socket a token is: a call's leg, the supervisor attached to the
@@ -481,6 +476,8 @@ fn from_token(token: Token) -> (usize, Owner, Stream) {
 impl Worker {
     fn run(mut self) {
         let mut events = Events::with_capacity(EVENTS);
+        // The receive buffers, reused for every datagram of this thread.
+        let mut batch = BatchReceiver::new();
         let mut touched: Vec<usize> = Vec::new();
         loop {
             let timeout = self
@@ -504,9 +501,9 @@ impl Worker {
                 }
                 let (slot, owner, stream) = from_token(event.token());
                 match owner {
-                    Owner::Leg(leg) => self.drain(slot, leg, stream, clock),
-                    Owner::Supervisor => self.drain_supervisor(slot, stream, clock),
-                    Owner::Member => self.drain_member(slot, stream, clock),
+                    Owner::Leg(leg) => self.drain(slot, leg, stream, clock, &mut batch),
+                    Owner::Supervisor => self.drain_supervisor(slot, stream, clock, &mut batch),
+                    Owner::Member => self.drain_member(slot, stream, clock, &mut batch),
                 }
                 touched.push(slot);
             }
@@ -841,7 +838,13 @@ impl Worker {
     }
 
     /// Reads a supervisor's socket (the supervisor of the call in `slot`).
-    fn drain_supervisor(&mut self, slot: usize, stream: Stream, clock: Clock) {
+    fn drain_supervisor(
+        &mut self,
+        slot: usize,
+        stream: Stream,
+        clock: Clock,
+        batch: &mut BatchReceiver,
+    ) {
         let Some(Some(call)) = self.calls.get_mut(slot) else {
             return;
         };
@@ -851,34 +854,24 @@ impl Worker {
         let token = token(slot, Owner::Supervisor, stream);
         let counters = &call.shared.legs[0];
         let (leg, mix) = (&mut sup.leg, &mut sup.mix);
-        drain_mixed(
-            &self.poll,
-            &mut self.buf,
-            leg,
-            mix,
-            counters,
-            token,
-            stream,
-            clock,
-        );
+        drain_mixed(&self.poll, batch, leg, mix, counters, token, stream, clock);
     }
 
     /// Reads a room member's socket.
-    fn drain_member(&mut self, slot: usize, stream: Stream, clock: Clock) {
+    fn drain_member(
+        &mut self,
+        slot: usize,
+        stream: Stream,
+        clock: Clock,
+        batch: &mut BatchReceiver,
+    ) {
         let Some(Some(m)) = self.members.get_mut(slot) else {
             return;
         };
         let token = token(slot, Owner::Member, stream);
         let counters = &m.shared.legs[0];
         drain_mixed(
-            &self.poll,
-            &mut self.buf,
-            &mut m.leg,
-            &mut m.mix,
-            counters,
-            token,
-            stream,
-            clock,
+            &self.poll, batch, &mut m.leg, &mut m.mix, counters, token, stream, clock,
         );
     }
 
@@ -968,19 +961,37 @@ impl Worker {
     }
 
     /// Reads what `leg`'s `stream` socket has queued, up to [`BURST`]
-    /// datagrams (the readiness is edge-triggered: a socket left with data
-    /// is read again at once).
-    fn drain(&mut self, slot: usize, leg: Leg, stream: Stream, clock: Clock) {
+    /// datagrams, [`BATCH`] per system call (the readiness is
+    /// edge-triggered: a socket left with data is read again at once; a
+    /// batch that came back short has emptied it).
+    fn drain(
+        &mut self,
+        slot: usize,
+        leg: Leg,
+        stream: Stream,
+        clock: Clock,
+        batch: &mut BatchReceiver,
+    ) {
         let Some(Some(call)) = self.calls.get_mut(slot) else {
             return;
         };
-        for _ in 0..BURST {
-            let socket = call.legs[leg.index()].endpoint.socket(stream);
-            match socket.recv_from(&mut self.buf) {
-                Ok((len, source)) => {
-                    on_datagram(call, &mut self.buf, leg, stream, len, source, clock)
+        let mut read = 0;
+        while read < BURST {
+            let endpoint = &call.legs[leg.index()].endpoint;
+            let received = batch.receive(endpoint.socket(stream), endpoint.local_addr(stream));
+            match received {
+                Ok(count) => {
+                    for index in 0..count {
+                        if let Some((packet, received)) = batch.datagram(index) {
+                            on_datagram(call, packet, received, leg, stream, clock);
+                        }
+                    }
+                    if count < BATCH {
+                        return;
+                    }
+                    read += count;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if batch::is_would_block(&e) => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 // ICMP errors surface on later receives; nothing to read.
                 Err(_) => return,
@@ -999,17 +1010,15 @@ impl Worker {
 
 fn on_datagram(
     call: &mut CallMedia,
-    buf: &mut [u8],
+    packet: &mut [u8],
+    received: Received,
     leg: Leg,
     stream: Stream,
-    len: usize,
-    source: SocketAddr,
     clock: Clock,
 ) {
     let counters = &call.shared.legs[leg.index()];
-    let capacity = buf.len();
-    let packet = match buf.get_mut(..len) {
-        Some(packet) if len < capacity => packet,
+    let (len, source) = match received.source {
+        Some(source) if !received.truncated => (packet.len(), source),
         _ => {
             call.pending.dropped += 1;
             return bump(&counters.non_rtp_dropped);
@@ -1103,7 +1112,7 @@ fn on_datagram(
 #[allow(clippy::too_many_arguments)]
 fn drain_mixed(
     poll: &Poll,
-    buf: &mut [u8],
+    batch: &mut BatchReceiver,
     leg: &mut LegRuntime,
     mix: &mut bridge::MixLeg,
     counters: &super::LegCounters,
@@ -1111,12 +1120,26 @@ fn drain_mixed(
     stream: Stream,
     clock: Clock,
 ) {
-    for _ in 0..BURST {
-        match leg.endpoint.socket(stream).recv_from(buf) {
-            Ok((len, source)) => {
-                if let Some(packet) = buf.get(..len) {
-                    bridge::receive_mixed(leg, mix, counters, packet, source, stream, clock.ms);
+    let mut read = 0;
+    while read < BURST {
+        let local = leg.endpoint.local_addr(stream);
+        match batch.receive(leg.endpoint.socket(stream), local) {
+            Ok(count) => {
+                for index in 0..count {
+                    let Some((packet, received)) = batch.datagram(index) else {
+                        continue;
+                    };
+                    match received.source {
+                        Some(source) if !received.truncated => bridge::receive_mixed(
+                            leg, mix, counters, packet, source, stream, clock.ms,
+                        ),
+                        _ => bump(&counters.non_rtp_dropped),
+                    }
                 }
+                if count < BATCH {
+                    return;
+                }
+                read += count;
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => return,

@@ -22,10 +22,11 @@ use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 
 use nix::errno::Errno;
-use nix::sys::socket::{recvmmsg, MsgFlags, MultiHeaders, SockaddrStorage};
+use nix::sys::socket::{recvmmsg, MsgFlags, MultiHeaders, SockaddrIn, SockaddrIn6, SockaddrLike};
 
-/// Datagrams asked for per system call.
-pub(super) const BATCH: usize = 8;
+/// Datagrams asked for per system call. A leg's socket rarely holds more
+/// than one; a longer queue takes a few calls.
+pub(super) const BATCH: usize = 4;
 /// Receive buffer size per datagram; a longer datagram is cut and reported
 /// as such.
 pub(super) const MAX_DATAGRAM: usize = 8192;
@@ -45,11 +46,10 @@ pub(super) struct Received {
 /// pointers): each worker thread makes its own.
 pub(super) struct BatchReceiver {
     buffers: Box<[u8]>,
-    /// Headers per address family: the kernel shortens a header's address
-    /// length to what it wrote, so a header used for IPv4 would cut an
-    /// IPv6 source.
-    v4: MultiHeaders<SockaddrStorage>,
-    v6: MultiHeaders<SockaddrStorage>,
+    /// Headers per address family, each with room for exactly its own
+    /// addresses (an IPv6 socket reports IPv4 peers as mapped IPv6).
+    v4: MultiHeaders<SockaddrIn>,
+    v6: MultiHeaders<SockaddrIn6>,
     received: [Received; BATCH],
     count: usize,
 }
@@ -72,31 +72,12 @@ impl BatchReceiver {
     /// Reads what `socket` (bound to `local`) has queued, at most
     /// [`BATCH`] datagrams; how many. `WouldBlock` when there was nothing.
     pub fn receive(&mut self, socket: &impl AsRawFd, local: SocketAddr) -> io::Result<usize> {
-        self.count = 0;
-        let headers = if local.is_ipv4() {
-            &mut self.v4
+        let fd = socket.as_raw_fd();
+        self.count = if local.is_ipv4() {
+            receive_into(fd, &mut self.v4, &mut self.buffers, &mut self.received)?
         } else {
-            &mut self.v6
+            receive_into(fd, &mut self.v6, &mut self.buffers, &mut self.received)?
         };
-        let mut chunks = self.buffers.chunks_mut(MAX_DATAGRAM);
-        let mut slices: [[IoSliceMut<'_>; 1]; BATCH] =
-            std::array::from_fn(|_| [IoSliceMut::new(chunks.next().unwrap_or_default())]);
-        let results = recvmmsg(
-            socket.as_raw_fd(),
-            headers,
-            slices.iter_mut(),
-            MsgFlags::MSG_DONTWAIT,
-            None,
-        )
-        .map_err(|errno| io::Error::from_raw_os_error(errno as i32))?;
-        for (slot, message) in self.received.iter_mut().zip(results) {
-            *slot = Received {
-                len: message.bytes,
-                source: message.address.and_then(|a| socket_addr(&a)),
-                truncated: message.flags.contains(MsgFlags::MSG_TRUNC),
-            };
-            self.count += 1;
-        }
         Ok(self.count)
     }
 
@@ -115,11 +96,31 @@ impl BatchReceiver {
     }
 }
 
-fn socket_addr(address: &SockaddrStorage) -> Option<SocketAddr> {
-    if let Some(v4) = address.as_sockaddr_in() {
-        return Some(SocketAddr::from(*v4));
+/// One `recvmmsg` into `buffers` with `headers`; what came, in `received`.
+fn receive_into<S>(
+    fd: std::os::fd::RawFd,
+    headers: &mut MultiHeaders<S>,
+    buffers: &mut [u8],
+    received: &mut [Received; BATCH],
+) -> io::Result<usize>
+where
+    S: SockaddrLike + Copy + Into<SocketAddr>,
+{
+    let mut chunks = buffers.chunks_mut(MAX_DATAGRAM);
+    let mut slices: [[IoSliceMut<'_>; 1]; BATCH] =
+        std::array::from_fn(|_| [IoSliceMut::new(chunks.next().unwrap_or_default())]);
+    let results = recvmmsg(fd, headers, slices.iter_mut(), MsgFlags::MSG_DONTWAIT, None)
+        .map_err(|errno| io::Error::from_raw_os_error(errno as i32))?;
+    let mut count = 0;
+    for (slot, message) in received.iter_mut().zip(results) {
+        *slot = Received {
+            len: message.bytes,
+            source: message.address.map(Into::into),
+            truncated: message.flags.contains(MsgFlags::MSG_TRUNC),
+        };
+        count += 1;
     }
-    address.as_sockaddr_in6().map(|v6| SocketAddr::from(*v6))
+    Ok(count)
 }
 
 /// Whether an error from [`BatchReceiver::receive`] means "nothing more".

@@ -212,14 +212,11 @@ pub(super) fn hear(
     signal: &mut LegSignal,
     recording: Option<&mut CallRecording>,
     leg: Leg,
-    packet: &[u8],
+    rtp: &RtpReader<'_>,
     now: Instant,
     now_ms: u64,
 ) -> Heard {
     let mut heard = Heard { digits: Vec::new() };
-    let Ok(rtp) = RtpReader::new(packet) else {
-        return heard;
-    };
     signal
         .quality
         .on_rtp(rtp.sequence_number().into(), rtp.timestamp(), now_ms);

@@ -279,6 +279,8 @@ impl LegRuntime {
 /// One call on the worker.
 struct CallMedia {
     generation: u64,
+    /// When the relay started (`shared.started`), in the worker's clock.
+    started_ms: u64,
     legs: [LegRuntime; 2],
     taps: [Vec<mpsc::Sender<Bytes>>; 2],
     forwarding: [bool; 2],
@@ -911,8 +913,10 @@ impl Worker {
         if self.calls.len() <= id.slot {
             self.calls.resize_with(id.slot + 1, || None);
         }
+        let started = shared.started.saturating_duration_since(self.epoch);
         self.calls[id.slot] = Some(CallMedia {
             generation: id.generation,
+            started_ms: u64::try_from(started.as_millis()).unwrap_or(u64::MAX),
             legs,
             taps: [Vec::new(), Vec::new()],
             forwarding: [true, true],
@@ -1024,8 +1028,13 @@ fn on_datagram(
             return bump(&counters.non_rtp_dropped);
         }
     };
+    // Parsed once: the reader serves every look at the header below.
+    let rtp = match stream {
+        Stream::Rtp => RtpReader::new(packet).ok(),
+        Stream::Rtcp => None,
+    };
     let valid = match stream {
-        Stream::Rtp => RtpReader::new(packet).is_ok(),
+        Stream::Rtp => rtp.is_some(),
         Stream::Rtcp => looks_like_rtcp(packet),
     };
     if !valid {
@@ -1050,18 +1059,19 @@ fn on_datagram(
     }
     let direction = Direction::from_source(leg);
     let to = direction.destination().index();
-    match stream {
-        Stream::Rtp => {
+    match (stream, rtp) {
+        (Stream::Rtp, Some(rtp)) => {
             bump(&counters.packets_in);
             add(&counters.bytes_in, len);
-            call.shared.touch(leg);
+            call.shared
+                .touch(leg, clock.ms.saturating_sub(call.started_ms));
             let dropped = &call.shared.tap_dropped[direction.index()];
             copy_to_taps(&mut call.taps[direction.index()], dropped, packet);
             let heard = signal::hear(
                 &mut call.signal[leg.index()],
                 call.recording.as_mut(),
                 leg,
-                packet,
+                &rtp,
                 clock.now,
                 clock.ms,
             );
@@ -1069,7 +1079,7 @@ fn on_datagram(
                 signal::emit(&mut call.events, MediaEvent::Digit { leg, digit });
             }
             if let Some(sup) = call.supervisor.as_mut() {
-                feed_supervisor(sup, &call.signal[leg.index()], leg, packet);
+                feed_supervisor(sup, &call.signal[leg.index()], leg, &rtp);
                 if sup.mixes(direction.destination()) {
                     // The other leg hears the supervisor's mix instead.
                     return bump(&counters.unforwarded);
@@ -1083,7 +1093,8 @@ fn on_datagram(
                 return bump(&counters.unforwarded);
             }
         }
-        Stream::Rtcp => {
+        (Stream::Rtp, None) => return,
+        (Stream::Rtcp, _) => {
             bump(&counters.rtcp_packets_in);
             call.signal[leg.index()].hear_rtcp(packet, clock.ms);
             // A leg that gets denwa's own stream gets no foreign RTCP: the
@@ -1152,10 +1163,7 @@ fn drain_mixed(
 }
 
 /// Gives a supervisor's mix the decoded audio of a party.
-fn feed_supervisor(sup: &mut Supervisor, signal: &LegSignal, leg: Leg, packet: &[u8]) {
-    let Ok(rtp) = RtpReader::new(packet) else {
-        return;
-    };
+fn feed_supervisor(sup: &mut Supervisor, signal: &LegSignal, leg: Leg, rtp: &RtpReader<'_>) {
     let Some(codec) = signal
         .codec
         .codec

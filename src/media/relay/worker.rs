@@ -360,7 +360,7 @@ impl CallMedia {
             }
         }
         if let Some(rec) = self.recording.as_mut() {
-            let position = rec.position(clock.now);
+            let position = rec.position(clock.us);
             rec.handle.tick(position);
         }
         self.supervisor_frame(clock);
@@ -383,7 +383,7 @@ impl CallMedia {
 
     fn report(&mut self, clock: Clock) -> RelayReport {
         let recording = self.recording.take().map(|rec| {
-            let position = rec.position(clock.now);
+            let position = rec.position(clock.us);
             rec.handle.stop(position, clock.unix_ms())
         });
         RelayReport {
@@ -413,6 +413,19 @@ struct Clock {
     now: Instant,
     /// Milliseconds since the worker started.
     ms: u64,
+    /// Microseconds since the worker started (recording positions).
+    us: u64,
+}
+
+impl Clock {
+    fn at(now: Instant, epoch: Instant) -> Clock {
+        let since = now.saturating_duration_since(epoch);
+        Clock {
+            now,
+            ms: u64::try_from(since.as_millis()).unwrap_or(u64::MAX),
+            us: u64::try_from(since.as_micros()).unwrap_or(u64::MAX),
+        }
+    }
 }
 
 impl Clock {
@@ -519,12 +532,7 @@ impl Worker {
     }
 
     fn clock(&self) -> Clock {
-        let now = Instant::now();
-        let ms = now.duration_since(self.epoch).as_millis();
-        Clock {
-            now,
-            ms: u64::try_from(ms).unwrap_or(u64::MAX),
-        }
+        Clock::at(Instant::now(), self.epoch)
     }
 
     /// Runs the frames that are due, for the calls that need them, and
@@ -544,10 +552,7 @@ impl Worker {
         while due <= clock.now && ran < MAX_CATCH_UP {
             // Each frame at its own time, so a late worker still gives
             // every frame its own timestamp.
-            let frame_clock = Clock {
-                now: due,
-                ms: u64::try_from(due.duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX),
-            };
+            let frame_clock = Clock::at(due, self.epoch);
             for call in self.calls.iter_mut().flatten() {
                 if call.needs_frames() {
                     call.on_frame(frame_clock);
@@ -657,13 +662,13 @@ impl Worker {
             }
             Command::Record(id, handle) => {
                 if let Some(call) = self.call_mut(id) {
-                    call.recording = Some(CallRecording::new(*handle, clock.now));
+                    call.recording = Some(CallRecording::new(*handle, clock.us));
                 }
                 self.frames(clock);
             }
             Command::PauseRecording(id, pause) => {
                 if let Some(rec) = self.call_mut(id).and_then(|c| c.recording.as_mut()) {
-                    let position = rec.position(clock.now);
+                    let position = rec.position(clock.us);
                     if pause {
                         rec.handle.pause(position);
                     } else {
@@ -1072,7 +1077,7 @@ fn on_datagram(
                 call.recording.as_mut(),
                 leg,
                 &rtp,
-                clock.now,
+                clock.us,
                 clock.ms,
             );
             for digit in heard.digits {

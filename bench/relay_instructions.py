@@ -14,8 +14,8 @@ call up and their set-up behind (its SIP transactions expired), it measures:
                 machine. The profile is kept for callgrind_annotate.
   syscalls      system calls of denwa (perf's raw_syscalls tracepoint) per
                 forwarded packet, from a second run without valgrind, which
-                also gives CPU time per packet (utime + stime from /proc;
-                noisy when the machine is busy).
+                also gives CPU time per packet, per thread group (schedstat;
+                disturbed when the machine is busy).
 
 Prints the table and writes it to bench/results/<date>-<name>.md.
 
@@ -57,6 +57,31 @@ def callgrind_total(path):
             if line.startswith(("totals:", "summary:")):
                 total = int(line.split()[1])
     return total
+
+
+def thread_cpu(pid):
+    """{thread name: [seconds on a CPU, system ticks, all ticks]} of a
+    process. The seconds come from schedstat (exact to the nanosecond,
+    where /proc's utime and stime are sampled per tick: too coarse for a
+    thread that runs a few milliseconds a second); the ticks only tell the
+    share spent in the kernel."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                name = f.read().strip()
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                ns = int(f.read().split()[0])
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            utime, stime = int(fields[11]), int(fields[12])
+        except (OSError, ValueError, IndexError):
+            continue
+        acc = out.setdefault(name, [0.0, 0, 0])
+        acc[0] += ns / 1e9
+        acc[1] += stime
+        acc[2] += utime + stime
+    return out
 
 
 def forwarded(d):
@@ -119,19 +144,21 @@ def measure_syscalls(d, out, window):
     pid = denwa_pid(d.proc)
     stat = os.path.join(out, "perf-stat.txt")
     with Window(d) as w:
-        c0, tc0 = B.tree_cpu_seconds(pid), time.time()
+        tc0, th0 = time.time(), thread_cpu(pid)
         w.start()
         subprocess.run(
             ["timeout", str(window + 30), "perf", "stat", "-x", ",", "-o", stat,
-             "-e", ",".join(["raw_syscalls:sys_enter", *(f"syscalls:sys_enter_{n}" for n in BREAKDOWN)]),
+             "-e", ",".join(["raw_syscalls:sys_enter", "page-faults", "context-switches",
+                             *(f"syscalls:sys_enter_{n}" for n in BREAKDOWN)]),
              "-p", str(pid), "--", "sleep", str(window)],
             check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
-        cpu, cpu_span = B.tree_cpu_seconds(pid) - c0, time.time() - tc0
+        th1, cpu_span = thread_cpu(pid), time.time() - tc0
+        cpu = sum(v[0] - th0.get(name, [0, 0, 0])[0] for name, v in th1.items())
         # perf counts while its `sleep` runs, not while it starts up.
         w.stop()
         w.w0 = w.w1 - window
-    calls, each = None, {}
+    calls, each, events = None, {}, {}
     with open(stat) as f:
         for line in f:
             fields = line.strip().split(",")
@@ -141,8 +168,22 @@ def measure_syscalls(d, out, window):
                 calls = float(fields[0])
             elif fields[2].startswith("syscalls:sys_enter_") and float(fields[0]) > 0:
                 each[fields[2].removeprefix("syscalls:sys_enter_")] = float(fields[0])
-    return {"packets": w.packets, "syscalls": calls, "each": each,
-            "cpu_us_per_packet": 1e6 * cpu / (w.rate * cpu_span) if w.rate else None}
+            elif fields[2] in ("page-faults", "context-switches"):
+                events[fields[2]] = float(fields[0])
+    threads = {}
+    for name, (seconds, sys_ticks, ticks) in th1.items():
+        group = "media workers" if name.startswith("denwa-media") else (
+            "recording writer" if name == "denwa-recorder" else "other")
+        before = th0.get(name, [0, 0, 0])
+        acc = threads.setdefault(group, [0.0, 0, 0])
+        acc[0] += seconds - before[0]
+        acc[1] += sys_ticks - before[1]
+        acc[2] += ticks - before[2]
+    per_packet = (lambda s: 1e6 * s / (w.rate * cpu_span)) if w.rate else (lambda s: None)
+    return {"packets": w.packets, "syscalls": calls, "each": each, "events": events,
+            "cpu_us_per_packet": per_packet(cpu),
+            "threads": {k: (per_packet(v[0]), v[1] / v[2] if v[2] else None)
+                        for k, v in threads.items()}}
 
 
 def run_mode(args, mode, tool, work, scenario, inf):
@@ -176,7 +217,7 @@ def run_mode(args, mode, tool, work, scenario, inf):
         )
         if reg["ok"] != 1:
             raise RuntimeError(f"{mode}: the callee did not register:\n" + d.proc.tail())
-        rate = 2 if slow else 10
+        rate = 2 if slow else 20
         ramp = args.calls / rate
         hold_ms = int((ramp + args.settle + args.window + 15) * 1000)
         limit = ramp + hold_ms / 1000 + 120
@@ -209,8 +250,9 @@ def fmt(v, spec):
 def table(results, args):
     rows = [
         "| mode | calls | packets in window (expected) | instructions per packet "
-        "| syscalls per packet | of which | CPU µs per packet (noisy) |",
-        "|---|---|---|---|---|---|---|",
+        "| syscalls per packet | of which | page faults, context switches per packet "
+        "| CPU µs per packet (noisy) | of which, by thread |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for mode in args.modes:
         cg = results.get((mode, "callgrind"), {})
@@ -226,9 +268,19 @@ def table(results, args):
             for name, n in sorted(sc.get("each", {}).items(), key=lambda kv: -kv[1])
             if sc.get("packets") and n / sc["packets"] >= 0.001
         ) or "-"
+        by_thread = ", ".join(
+            f"{name} {v:.2f}" + (f" ({100 * k:.0f} % kernel)" if k is not None else "")
+            for name, (v, k) in sorted(sc.get("threads", {}).items(), key=lambda kv: -(kv[1][0] or 0))
+            if v is not None and v >= 0.005
+        ) or "-"
+        ev = sc.get("events", {})
+        faults = " / ".join(
+            fmt(ev[k] / sc["packets"], ".4f") if k in ev and sc.get("packets") else "-"
+            for k in ("page-faults", "context-switches")
+        )
         rows.append(
             f"| {mode} | {args.calls} | {fmt(packets, '.0f')} ({expected}) | {fmt(ipp, '.0f')} "
-            f"| {fmt(spp, '.2f')} | {each} | {fmt(upp, '.2f')} |"
+            f"| {fmt(spp, '.2f')} | {each} | {faults} | {fmt(upp, '.2f')} | {by_thread} |"
         )
     plain = results.get(("plain", "callgrind"), {})
     rec = results.get(("recorded", "callgrind"), {})
@@ -306,7 +358,7 @@ def main():
         "call recorded (stereo WAV), as B5a",
         f"- window: {args.window} s, {args.settle} s after the last call is up; instructions: "
         "every thread of denwa, user space, under callgrind; syscalls and CPU time: a second "
-        "run without valgrind (perf raw_syscalls tracepoint, /proc utime + stime)",
+        "run without valgrind (perf raw_syscalls tracepoint; CPU time from each thread's schedstat)",
         f"- command: `{args.command_line}`",
         "",
     ])

@@ -266,13 +266,16 @@ impl Timeline {
             return;
         }
         let open = &mut self.open[index];
-        let end = offset.saturating_add(kept.len());
-        if open.len() < end {
-            open.resize(end, 0);
+        if open.len() < offset {
+            open.resize(offset, 0);
         }
-        if let Some(slot) = open.get_mut(offset..end) {
-            slot.copy_from_slice(kept);
+        // Overwrite what the packet shares with open audio, append the rest.
+        let shared = open.len().saturating_sub(offset).min(kept.len());
+        let (over, after) = kept.split_at(shared);
+        if let Some(slot) = open.get_mut(offset..offset.saturating_add(shared)) {
+            slot.copy_from_slice(over);
         }
+        open.extend_from_slice(after);
     }
 
     fn advance(&mut self, position: u64, sink: &mut impl FnMut(Block)) {
@@ -287,9 +290,10 @@ impl Timeline {
     /// Emit the next `frames` frames and forget them.
     fn emit(&mut self, frames: usize, sink: &mut impl FnMut(Block)) {
         let start = self.emitted;
-        let mut a = take_front(&mut self.open[0], frames);
-        let mut b = take_front(&mut self.open[1], frames);
+        let layout = self.config.layout;
+        let mut samples = combine(layout, &self.open[0], &self.open[1], frames);
         let end = start.saturating_add(u64::try_from(frames).unwrap_or(u64::MAX));
+        let channels = usize::from(layout.channels());
         for span in &self.paused {
             let from = span.start.max(start);
             let to = span.end.unwrap_or(u64::MAX).min(end);
@@ -300,26 +304,22 @@ impl Timeline {
                 ) else {
                     continue;
                 };
-                silence(&mut a, from, to);
-                silence(&mut b, from, to);
+                // Both legs silent: silent frames in either layout.
+                silence(
+                    &mut samples,
+                    from.saturating_mul(channels),
+                    to.saturating_mul(channels),
+                );
             }
+        }
+        for open in &mut self.open {
+            open.drain(..frames.min(open.len()));
         }
         self.emitted = end;
         self.paused
             .retain(|span| span.end.is_none_or(|span_end| span_end > end));
-        sink(Block {
-            start,
-            samples: combine(self.config.layout, &a, &b),
-        });
+        sink(Block { start, samples });
     }
-}
-
-/// The first `frames` samples of `open` (padded with silence), removed.
-fn take_front(open: &mut Vec<i16>, frames: usize) -> Vec<i16> {
-    let cut = frames.min(open.len());
-    let mut front: Vec<i16> = open.drain(..cut).collect();
-    front.resize(frames, 0);
-    front
 }
 
 fn silence(samples: &mut [i16], from: usize, to: usize) {
@@ -328,16 +328,35 @@ fn silence(samples: &mut [i16], from: usize, to: usize) {
     }
 }
 
-/// Interleave (stereo: A left, B right) or mix with saturation (mono).
-fn combine(layout: RecordingLayout, a: &[i16], b: &[i16]) -> Vec<i16> {
+/// The first `frames` frames of the open audio, interleaved (stereo: A
+/// left, B right) or mixed with saturation (mono); a leg's audio that
+/// ends early is followed by silence.
+fn combine(layout: RecordingLayout, a: &[i16], b: &[i16], frames: usize) -> Vec<i16> {
+    let a = a.get(..frames.min(a.len())).unwrap_or_default();
+    let b = b.get(..frames.min(b.len())).unwrap_or_default();
+    let both = a.len().min(b.len());
+    let mut out = Vec::with_capacity(frames.saturating_mul(usize::from(layout.channels())));
+    let (a_both, a_rest) = a.split_at(both);
+    let (b_both, b_rest) = b.split_at(both);
     match layout {
-        RecordingLayout::Stereo => a.iter().zip(b).flat_map(|(&l, &r)| [l, r]).collect(),
-        RecordingLayout::Mono => a
-            .iter()
-            .zip(b)
-            .map(|(&l, &r)| l.saturating_add(r))
-            .collect(),
+        RecordingLayout::Stereo => {
+            out.extend(a_both.iter().zip(b_both).flat_map(|(&l, &r)| [l, r]));
+            out.extend(a_rest.iter().flat_map(|&l| [l, 0]));
+            out.extend(b_rest.iter().flat_map(|&r| [0, r]));
+        }
+        RecordingLayout::Mono => {
+            out.extend(
+                a_both
+                    .iter()
+                    .zip(b_both)
+                    .map(|(&l, &r)| l.saturating_add(r)),
+            );
+            out.extend_from_slice(a_rest);
+            out.extend_from_slice(b_rest);
+        }
     }
+    out.resize(frames.saturating_mul(usize::from(layout.channels())), 0);
+    out
 }
 
 #[cfg(test)]

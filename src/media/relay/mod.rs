@@ -62,6 +62,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::ports::{PortAllocator, PortLease};
 use crate::metrics::Counter;
 
+mod batch;
 mod bridge;
 mod digits;
 mod rtcp_out;
@@ -195,6 +196,13 @@ impl MediaEndpoint {
         self.rtcp_addr
     }
 
+    fn local_addr(&self, stream: Stream) -> SocketAddr {
+        match stream {
+            Stream::Rtp => self.rtp_addr,
+            Stream::Rtcp => self.rtcp_addr,
+        }
+    }
+
     fn socket(&self, stream: Stream) -> &mio::net::UdpSocket {
         match stream {
             Stream::Rtp => &self.rtp,
@@ -303,9 +311,9 @@ impl LegCounters {
             add(bytes, packet.len());
         }
         if socket.send_to(packet, to).is_err() {
-            packets.fetch_sub(1, Ordering::Relaxed);
+            take_back(packets, 1);
             if let Some(bytes) = bytes {
-                bytes.fetch_sub(u64::try_from(packet.len()).unwrap_or(0), Ordering::Relaxed);
+                take_back(bytes, packet.len());
             }
             bump(&self.send_errors);
             return false;
@@ -314,12 +322,29 @@ impl LegCounters {
     }
 }
 
+// The relay's counters have one writer, the worker thread that carries the
+// call; other threads only read them. So a count is a plain load and store
+// (no locked read-modify-write per packet): a reader may see it a packet
+// late, never torn.
+
 fn bump(counter: &AtomicU64) {
-    counter.fetch_add(1, Ordering::Relaxed);
+    add(counter, 1);
 }
 
 fn add(counter: &AtomicU64, n: usize) {
-    counter.fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
+    let n = u64::try_from(n).unwrap_or(u64::MAX);
+    counter.store(
+        counter.load(Ordering::Relaxed).wrapping_add(n),
+        Ordering::Relaxed,
+    );
+}
+
+fn take_back(counter: &AtomicU64, n: usize) {
+    let n = u64::try_from(n).unwrap_or(0);
+    counter.store(
+        counter.load(Ordering::Relaxed).saturating_sub(n),
+        Ordering::Relaxed,
+    );
 }
 
 /// What the task and the handle share: counters, and the remotes as the
@@ -349,13 +374,12 @@ impl Shared {
         remotes[leg.index()] = latch;
     }
 
-    /// `leg`'s peer just sent RTP.
-    fn touch(&self, leg: Leg) {
-        let since = self.started.elapsed().as_millis();
-        let since = u64::try_from(since).unwrap_or(u64::MAX - 1);
+    /// `leg`'s peer sent RTP `since_start_ms` after the relay started
+    /// (the worker's clock of the loop turn: no clock read per packet).
+    fn touch(&self, leg: Leg, since_start_ms: u64) {
         self.legs[leg.index()]
             .last_seen_ms
-            .store(since + 1, Ordering::Relaxed);
+            .store(since_start_ms.saturating_add(1), Ordering::Relaxed);
     }
 
     fn snapshot(&self) -> RelayStats {

@@ -10,8 +10,6 @@
 //! for audio (decoding happens only for a recording or in-band detection).
 //! Everything here runs on the worker thread, fed with the worker's clock.
 
-use std::time::Instant;
-
 use rtp_rs::RtpReader;
 use tokio::sync::mpsc;
 
@@ -19,7 +17,7 @@ use super::{Leg, MediaEvent};
 use crate::media::dtmf::{DigitEvent, InbandDetector, TelephoneEventReceiver};
 use crate::media::g711::{Codec, FRAME_SAMPLES};
 use crate::media::player::Player;
-use crate::media::recording::{frames_between, RecordingHandle};
+use crate::media::recording::{RecordingHandle, SAMPLE_RATE};
 use crate::media::rtcp::{LineQuality, LineQualityMeter};
 use crate::media::rtp_stream::{payload_range, OutboundStream, SourceId};
 
@@ -60,6 +58,31 @@ pub(super) struct LegSignal {
     /// Packets and payload octets relayed to the leg unchanged under that
     /// SSRC: where denwa's own stream, continuing it, starts its counts.
     relayed_counts: (u64, u64),
+    /// Where this leg's audio is decoded for the recording and detector.
+    decoded: Decoded,
+}
+
+/// A leg's decode buffer, kept between packets so that no packet pays for
+/// zeroing one.
+#[derive(Default)]
+struct Decoded(Vec<i16>);
+
+impl Decoded {
+    /// The most samples decoded from one packet (80 ms of G.711).
+    const MAX: usize = 4 * FRAME_SAMPLES;
+
+    /// `payload` decoded, at most [`Self::MAX`] samples.
+    fn fill(&mut self, codec: Codec, payload: &[u8]) -> &[i16] {
+        let n = payload.len().min(Self::MAX);
+        if self.0.len() < n {
+            self.0.resize(n, 0);
+        }
+        let Some(samples) = self.0.get_mut(..n) else {
+            return &[];
+        };
+        let n = codec.decode_into(payload, samples);
+        self.0.get(..n).unwrap_or_default()
+    }
 }
 
 impl LegSignal {
@@ -74,6 +97,7 @@ impl LegSignal {
             player_fresh: false,
             last_relayed: None,
             relayed_counts: (0, 0),
+            decoded: Decoded::default(),
         }
     }
 
@@ -197,22 +221,23 @@ const MAX_TIMESTAMP_SKEW: u64 = 1600;
 /// The recording of a call, on the worker.
 pub(super) struct CallRecording {
     pub handle: RecordingHandle,
-    pub started: Instant,
+    /// When the recording started, in microseconds of the worker's clock.
+    pub started_us: u64,
     /// Per leg: the RTP timestamp and recording position of the last packet.
     last: [Option<(u32, u64)>; 2],
 }
 
 impl CallRecording {
-    pub fn new(handle: RecordingHandle, started: Instant) -> CallRecording {
+    pub fn new(handle: RecordingHandle, started_us: u64) -> CallRecording {
         CallRecording {
             handle,
-            started,
+            started_us,
             last: [None, None],
         }
     }
 
-    pub fn position(&self, now: Instant) -> u64 {
-        frames_between(self.started, now)
+    pub fn position(&self, now_us: u64) -> u64 {
+        frames_between_us(self.started_us, now_us)
     }
 
     /// Where a packet of `samples` samples with RTP timestamp `ts` starts
@@ -221,8 +246,8 @@ impl CallRecording {
     /// spoken rather than leaving a hole; the arrival time bounds that, so
     /// a peer's timestamps can never move audio more than
     /// [`MAX_TIMESTAMP_SKEW`] from the truth.
-    fn place(&mut self, leg: Leg, ts: u32, samples: u64, now: Instant) -> u64 {
-        let arrived = self.position(now).saturating_sub(samples);
+    fn place(&mut self, leg: Leg, ts: u32, samples: u64, now_us: u64) -> u64 {
+        let arrived = self.position(now_us).saturating_sub(samples);
         let slot = &mut self.last[leg_slot(leg)];
         let position = place(*slot, ts, arrived);
         *slot = Some((ts, position));
@@ -248,14 +273,11 @@ pub(super) fn hear(
     signal: &mut LegSignal,
     recording: Option<&mut CallRecording>,
     leg: Leg,
-    packet: &[u8],
-    now: Instant,
+    rtp: &RtpReader<'_>,
+    now_us: u64,
     now_ms: u64,
 ) -> Heard {
     let mut heard = Heard { digits: Vec::new() };
-    let Ok(rtp) = RtpReader::new(packet) else {
-        return heard;
-    };
     signal
         .quality
         .on_rtp(rtp.sequence_number().into(), rtp.timestamp(), now_ms);
@@ -276,11 +298,10 @@ pub(super) fn hear(
         return heard;
     }
     let payload = rtp.payload();
-    let mut samples = [0i16; 4 * FRAME_SAMPLES];
-    let n = codec.decode_into(payload, &mut samples);
-    let samples = &samples[..n];
+    let samples = signal.decoded.fill(codec, payload);
+    let n = samples.len();
     if let Some(rec) = recording {
-        let position = rec.place(leg, rtp.timestamp(), n as u64, now);
+        let position = rec.place(leg, rtp.timestamp(), n as u64, now_us);
         rec.handle.push(leg, position, samples);
     }
     if let Some(detector) = signal.inband.as_mut() {
@@ -297,6 +318,15 @@ pub(super) fn emit(events: &mut Option<mpsc::UnboundedSender<MediaEvent>>, event
             *events = None;
         }
     }
+}
+
+/// Frames at [`SAMPLE_RATE`] from `start_us` to `now_us` (microseconds of
+/// one clock); zero when `now_us` is earlier. Integer arithmetic on the
+/// worker's clock of the loop turn: no clock read per packet.
+fn frames_between_us(start_us: u64, now_us: u64) -> u64 {
+    let micros = now_us.saturating_sub(start_us);
+    // 8 frames per millisecond; exact for any call length.
+    micros.saturating_mul(u64::from(SAMPLE_RATE / 1000)) / 1000
 }
 
 /// The recording position of a packet with RTP timestamp `ts` that
@@ -323,6 +353,16 @@ mod tests {
         assert_eq!(place(last, 1160, 8160 + 480), 8160);
         // Timestamps wrap around.
         assert_eq!(place(Some((u32::MAX - 79, 100)), 80, 260), 260);
+    }
+
+    #[test]
+    fn recording_positions_count_8000_frames_a_second_on_the_worker_clock() {
+        assert_eq!(frames_between_us(1_000, 1_000), 0);
+        assert_eq!(frames_between_us(1_000, 21_000), 160);
+        assert_eq!(frames_between_us(0, 124), 0, "less than one frame");
+        assert_eq!(frames_between_us(0, 125), 1);
+        assert_eq!(frames_between_us(0, 3_600_000_000), 28_800_000);
+        assert_eq!(frames_between_us(5_000, 1_000), 0, "never negative");
     }
 
     #[test]

@@ -27,6 +27,7 @@ use mio::{Events, Interest, Poll, Token, Waker};
 use rtp_rs::RtpReader;
 use tokio::sync::{mpsc, oneshot};
 
+use super::batch::{self, BatchReceiver, Received, BATCH};
 use super::bridge::{self, Member, MemberId, Room, Supervisor, TapMode};
 use super::digits::{self, Digit, DigitOut};
 use super::rtcp_out::RtcpSender;
@@ -44,9 +45,6 @@ use crate::media::rtp_stream::payload_range;
 
 /// The token of the worker's wake-up; call sockets use the others.
 const WAKE: Token = Token(usize::MAX);
-/// Receive buffer size; a datagram that fills it may have been truncated and
-/// is dropped.
-const MAX_DATAGRAM: usize = 8192;
 /// Datagrams read from one socket before the worker looks at the others.
 const BURST: usize = 64;
 /// Readiness events taken per `epoll_wait`.
@@ -244,7 +242,6 @@ pub(super) fn spawn(index: usize) -> io::Result<(WorkerLink, JoinHandle<()>)> {
         members: Vec::new(),
         rooms: std::collections::HashMap::new(),
         slots: Arc::clone(&slots),
-        buf: vec![0; MAX_DATAGRAM].into_boxed_slice(),
     };
     let thread = std::thread::Builder::new()
         .name(format!("denwa-media-{index}"))
@@ -292,6 +289,8 @@ impl LegRuntime {
 /// One call on the worker.
 struct CallMedia {
     generation: u64,
+    /// When the relay started (`shared.started`), in the worker's clock.
+    started_ms: u64,
     legs: [LegRuntime; 2],
     taps: [Vec<mpsc::Sender<Bytes>>; 2],
     forwarding: [bool; 2],
@@ -379,7 +378,7 @@ impl CallMedia {
             }
         }
         if let Some(rec) = self.recording.as_mut() {
-            let position = rec.position(clock.now);
+            let position = rec.position(clock.us);
             rec.handle.tick(position);
         }
         self.supervisor_frame(clock);
@@ -420,7 +419,7 @@ impl CallMedia {
 
     fn report(&mut self, clock: Clock) -> RelayReport {
         let recording = self.recording.take().map(|rec| {
-            let position = rec.position(clock.now);
+            let position = rec.position(clock.us);
             rec.handle.stop(position, clock.unix_ms())
         });
         RelayReport {
@@ -450,6 +449,19 @@ struct Clock {
     now: Instant,
     /// Milliseconds since the worker started.
     ms: u64,
+    /// Microseconds since the worker started (recording positions).
+    us: u64,
+}
+
+impl Clock {
+    fn at(now: Instant, epoch: Instant) -> Clock {
+        let since = now.saturating_duration_since(epoch);
+        Clock {
+            now,
+            ms: u64::try_from(since.as_millis()).unwrap_or(u64::MAX),
+            us: u64::try_from(since.as_micros()).unwrap_or(u64::MAX),
+        }
+    }
 }
 
 impl Clock {
@@ -471,8 +483,6 @@ struct Worker {
     members: Vec<Option<Member>>,
     rooms: std::collections::HashMap<String, Room>,
     slots: Arc<SlotAllocator>,
-    /// The one receive buffer, reused for every datagram.
-    buf: Box<[u8]>,
 }
 
 /// Whose socket a token is: a call's leg, the supervisor attached to the
@@ -517,6 +527,8 @@ fn from_token(token: Token) -> (usize, Owner, Stream) {
 impl Worker {
     fn run(mut self) {
         let mut events = Events::with_capacity(EVENTS);
+        // The receive buffers, reused for every datagram of this thread.
+        let mut batch = BatchReceiver::new();
         let mut touched: Vec<usize> = Vec::new();
         loop {
             let timeout = self
@@ -540,9 +552,9 @@ impl Worker {
                 }
                 let (slot, owner, stream) = from_token(event.token());
                 match owner {
-                    Owner::Leg(leg) => self.drain(slot, leg, stream, clock),
-                    Owner::Supervisor => self.drain_supervisor(slot, stream, clock),
-                    Owner::Member => self.drain_member(slot, stream, clock),
+                    Owner::Leg(leg) => self.drain(slot, leg, stream, clock, &mut batch),
+                    Owner::Supervisor => self.drain_supervisor(slot, stream, clock, &mut batch),
+                    Owner::Member => self.drain_member(slot, stream, clock, &mut batch),
                 }
                 touched.push(slot);
             }
@@ -556,12 +568,7 @@ impl Worker {
     }
 
     fn clock(&self) -> Clock {
-        let now = Instant::now();
-        let ms = now.duration_since(self.epoch).as_millis();
-        Clock {
-            now,
-            ms: u64::try_from(ms).unwrap_or(u64::MAX),
-        }
+        Clock::at(Instant::now(), self.epoch)
     }
 
     /// Runs the frames that are due, for the calls that need them, and
@@ -581,10 +588,7 @@ impl Worker {
         while due <= clock.now && ran < MAX_CATCH_UP {
             // Each frame at its own time, so a late worker still gives
             // every frame its own timestamp.
-            let frame_clock = Clock {
-                now: due,
-                ms: u64::try_from(due.duration_since(self.epoch).as_millis()).unwrap_or(u64::MAX),
-            };
+            let frame_clock = Clock::at(due, self.epoch);
             for call in self.calls.iter_mut().flatten() {
                 if call.needs_frames() {
                     call.on_frame(frame_clock);
@@ -694,13 +698,13 @@ impl Worker {
             }
             Command::Record(id, handle) => {
                 if let Some(call) = self.call_mut(id) {
-                    call.recording = Some(CallRecording::new(*handle, clock.now));
+                    call.recording = Some(CallRecording::new(*handle, clock.us));
                 }
                 self.frames(clock);
             }
             Command::PauseRecording(id, pause) => {
                 if let Some(rec) = self.call_mut(id).and_then(|c| c.recording.as_mut()) {
-                    let position = rec.position(clock.now);
+                    let position = rec.position(clock.us);
                     if pause {
                         rec.handle.pause(position);
                     } else {
@@ -710,7 +714,7 @@ impl Worker {
             }
             Command::StopRecording(id) => {
                 if let Some(rec) = self.call_mut(id).and_then(|c| c.recording.take()) {
-                    let position = rec.position(clock.now);
+                    let position = rec.position(clock.us);
                     let summary = rec.handle.stop(position, clock.unix_ms());
                     tracing::debug!(recording = %summary.id, "recording stopped");
                 }
@@ -894,7 +898,13 @@ impl Worker {
     }
 
     /// Reads a supervisor's socket (the supervisor of the call in `slot`).
-    fn drain_supervisor(&mut self, slot: usize, stream: Stream, clock: Clock) {
+    fn drain_supervisor(
+        &mut self,
+        slot: usize,
+        stream: Stream,
+        clock: Clock,
+        batch: &mut BatchReceiver,
+    ) {
         let Some(Some(call)) = self.calls.get_mut(slot) else {
             return;
         };
@@ -904,34 +914,24 @@ impl Worker {
         let token = token(slot, Owner::Supervisor, stream);
         let counters = &call.shared.legs[0];
         let (leg, mix) = (&mut sup.leg, &mut sup.mix);
-        drain_mixed(
-            &self.poll,
-            &mut self.buf,
-            leg,
-            mix,
-            counters,
-            token,
-            stream,
-            clock,
-        );
+        drain_mixed(&self.poll, batch, leg, mix, counters, token, stream, clock);
     }
 
     /// Reads a room member's socket.
-    fn drain_member(&mut self, slot: usize, stream: Stream, clock: Clock) {
+    fn drain_member(
+        &mut self,
+        slot: usize,
+        stream: Stream,
+        clock: Clock,
+        batch: &mut BatchReceiver,
+    ) {
         let Some(Some(m)) = self.members.get_mut(slot) else {
             return;
         };
         let token = token(slot, Owner::Member, stream);
         let counters = &m.shared.legs[0];
         drain_mixed(
-            &self.poll,
-            &mut self.buf,
-            &mut m.leg,
-            &mut m.mix,
-            counters,
-            token,
-            stream,
-            clock,
+            &self.poll, batch, &mut m.leg, &mut m.mix, counters, token, stream, clock,
         );
     }
 
@@ -972,8 +972,10 @@ impl Worker {
         if self.calls.len() <= id.slot {
             self.calls.resize_with(id.slot + 1, || None);
         }
+        let started = shared.started.saturating_duration_since(self.epoch);
         self.calls[id.slot] = Some(CallMedia {
             generation: id.generation,
+            started_ms: u64::try_from(started.as_millis()).unwrap_or(u64::MAX),
             legs,
             taps: [Vec::new(), Vec::new()],
             forwarding: [true, true],
@@ -1027,19 +1029,37 @@ impl Worker {
     }
 
     /// Reads what `leg`'s `stream` socket has queued, up to [`BURST`]
-    /// datagrams (the readiness is edge-triggered: a socket left with data
-    /// is read again at once).
-    fn drain(&mut self, slot: usize, leg: Leg, stream: Stream, clock: Clock) {
+    /// datagrams, [`BATCH`] per system call (the readiness is
+    /// edge-triggered: a socket left with data is read again at once; a
+    /// batch that came back short has emptied it).
+    fn drain(
+        &mut self,
+        slot: usize,
+        leg: Leg,
+        stream: Stream,
+        clock: Clock,
+        batch: &mut BatchReceiver,
+    ) {
         let Some(Some(call)) = self.calls.get_mut(slot) else {
             return;
         };
-        for _ in 0..BURST {
-            let socket = call.legs[leg.index()].endpoint.socket(stream);
-            match socket.recv_from(&mut self.buf) {
-                Ok((len, source)) => {
-                    on_datagram(call, &mut self.buf, leg, stream, len, source, clock)
+        let mut read = 0;
+        while read < BURST {
+            let endpoint = &call.legs[leg.index()].endpoint;
+            let received = batch.receive(endpoint.socket(stream), endpoint.local_addr(stream));
+            match received {
+                Ok(count) => {
+                    for index in 0..count {
+                        if let Some((packet, received)) = batch.datagram(index) {
+                            on_datagram(call, packet, received, leg, stream, clock);
+                        }
+                    }
+                    if count < BATCH {
+                        return;
+                    }
+                    read += count;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if batch::is_would_block(&e) => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 // ICMP errors surface on later receives; nothing to read.
                 Err(_) => return,
@@ -1058,24 +1078,27 @@ impl Worker {
 
 fn on_datagram(
     call: &mut CallMedia,
-    buf: &mut [u8],
+    packet: &mut [u8],
+    received: Received,
     leg: Leg,
     stream: Stream,
-    len: usize,
-    source: SocketAddr,
     clock: Clock,
 ) {
     let counters = &call.shared.legs[leg.index()];
-    let capacity = buf.len();
-    let packet = match buf.get_mut(..len) {
-        Some(packet) if len < capacity => packet,
+    let (len, source) = match received.source {
+        Some(source) if !received.truncated => (packet.len(), source),
         _ => {
             call.pending.dropped += 1;
             return bump(&counters.non_rtp_dropped);
         }
     };
+    // Parsed once: the reader serves every look at the header below.
+    let rtp = match stream {
+        Stream::Rtp => RtpReader::new(packet).ok(),
+        Stream::Rtcp => None,
+    };
     let valid = match stream {
-        Stream::Rtp => RtpReader::new(packet).is_ok(),
+        Stream::Rtp => rtp.is_some(),
         Stream::Rtcp => looks_like_rtcp(packet),
     };
     if !valid {
@@ -1100,11 +1123,12 @@ fn on_datagram(
     }
     let direction = Direction::from_source(leg);
     let to = direction.destination().index();
-    match stream {
-        Stream::Rtp => {
+    match (stream, rtp) {
+        (Stream::Rtp, Some(rtp)) => {
             bump(&counters.packets_in);
             add(&counters.bytes_in, len);
-            call.shared.touch(leg);
+            call.shared
+                .touch(leg, clock.ms.saturating_sub(call.started_ms));
             call.rtcp[leg.index()].heard(packet);
             let dropped = &call.shared.tap_dropped[direction.index()];
             copy_to_taps(&mut call.taps[direction.index()], dropped, packet);
@@ -1112,15 +1136,15 @@ fn on_datagram(
                 &mut call.signal[leg.index()],
                 call.recording.as_mut(),
                 leg,
-                packet,
-                clock.now,
+                &rtp,
+                clock.us,
                 clock.ms,
             );
             for digit in heard.digits {
                 signal::emit(&mut call.events, MediaEvent::Digit { leg, digit });
             }
             if let Some(sup) = call.supervisor.as_mut() {
-                feed_supervisor(sup, &call.signal[leg.index()], leg, packet);
+                feed_supervisor(sup, &call.signal[leg.index()], leg, &rtp);
                 if sup.mixes(direction.destination()) {
                     // The other leg hears the supervisor's mix instead.
                     return bump(&counters.unforwarded);
@@ -1134,7 +1158,8 @@ fn on_datagram(
                 return bump(&counters.unforwarded);
             }
         }
-        Stream::Rtcp => {
+        (Stream::Rtp, None) => return,
+        (Stream::Rtcp, _) => {
             bump(&counters.rtcp_packets_in);
             call.signal[leg.index()].hear_rtcp(packet, clock.ms);
             // A leg that gets denwa's own stream gets no foreign RTCP: the
@@ -1163,7 +1188,7 @@ fn on_datagram(
 #[allow(clippy::too_many_arguments)]
 fn drain_mixed(
     poll: &Poll,
-    buf: &mut [u8],
+    batch: &mut BatchReceiver,
     leg: &mut LegRuntime,
     mix: &mut bridge::MixLeg,
     counters: &super::LegCounters,
@@ -1171,12 +1196,26 @@ fn drain_mixed(
     stream: Stream,
     clock: Clock,
 ) {
-    for _ in 0..BURST {
-        match leg.endpoint.socket(stream).recv_from(buf) {
-            Ok((len, source)) => {
-                if let Some(packet) = buf.get(..len) {
-                    bridge::receive_mixed(leg, mix, counters, packet, source, stream, clock.ms);
+    let mut read = 0;
+    while read < BURST {
+        let local = leg.endpoint.local_addr(stream);
+        match batch.receive(leg.endpoint.socket(stream), local) {
+            Ok(count) => {
+                for index in 0..count {
+                    let Some((packet, received)) = batch.datagram(index) else {
+                        continue;
+                    };
+                    match received.source {
+                        Some(source) if !received.truncated => bridge::receive_mixed(
+                            leg, mix, counters, packet, source, stream, clock.ms,
+                        ),
+                        _ => bump(&counters.non_rtp_dropped),
+                    }
                 }
+                if count < BATCH {
+                    return;
+                }
+                read += count;
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(_) => return,
@@ -1189,10 +1228,7 @@ fn drain_mixed(
 }
 
 /// Gives a supervisor's mix the decoded audio of a party.
-fn feed_supervisor(sup: &mut Supervisor, signal: &LegSignal, leg: Leg, packet: &[u8]) {
-    let Ok(rtp) = RtpReader::new(packet) else {
-        return;
-    };
+fn feed_supervisor(sup: &mut Supervisor, signal: &LegSignal, leg: Leg, rtp: &RtpReader<'_>) {
     let Some(codec) = signal
         .codec
         .codec

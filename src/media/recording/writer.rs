@@ -23,11 +23,15 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::files::{self, frame_bytes, frames_to_ms, max_data_bytes, HEADER_LEN};
 use super::timeline::{Block, BLOCK_FRAMES};
 use super::RecordingLayout;
 use crate::store::{RecordingEnd, RecordingStart, RecordingState, Store};
+
+/// How long the writer lets audio blocks gather after writing some.
+const PACE: Duration = Duration::from_millis(100);
 
 /// What the handles send to the writer thread.
 #[derive(Debug)]
@@ -202,10 +206,27 @@ impl Writer {
 
     /// Handle messages until [`Message::Shutdown`] or every sender is gone,
     /// then close what is still open.
+    ///
+    /// Paced: after a turn that wrote audio the thread waits [`PACE`]
+    /// before it looks again, so the blocks of every recording gather and
+    /// a handle's send finds it awake instead of waking it for each block
+    /// (one wake-up per block cost as much CPU as writing it). Queued audio
+    /// stays within the handles' byte budget either way.
     pub fn run(mut self, rx: Receiver<Message>) {
-        while let Ok(message) = rx.recv() {
-            if !self.handle(message) {
-                break;
+        'run: while let Ok(mut message) = rx.recv() {
+            let mut wrote_audio = false;
+            loop {
+                wrote_audio |= matches!(message, Message::Block { .. });
+                if !self.handle(message) {
+                    break 'run;
+                }
+                match rx.try_recv() {
+                    Ok(next) => message = next,
+                    Err(_) => break,
+                }
+            }
+            if wrote_audio {
+                std::thread::sleep(PACE);
             }
         }
         self.close_all();

@@ -31,9 +31,9 @@
 //! writer without blocking. The queue is bounded in bytes for all
 //! recordings together: when it is full the block is dropped, counted, and
 //! the recording will be closed `incomplete` with the lost span as silence,
-//! while the call goes on. The writer appends each block with hound and
-//! rewrites the header after it, so after a `kill -9` the file is a valid
-//! WAV up to its last second; the next start ([`recover()`]) closes such
+//! while the call goes on. The writer appends each block and then
+//! rewrites the header for the new length, so after a `kill -9` the file
+//! is a valid WAV up to its last written second; the next start ([`recover()`]) closes such
 //! files from their real length and marks them `recovered`. On close the
 //! writer records the duration, size and SHA-256 in the recording's row
 //! (`store::recordings`), linked to the call by the caller leg's Call-ID.

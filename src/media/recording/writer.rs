@@ -2,14 +2,15 @@
 //!
 //! It receives [`Message`]s in order from every recording's handle, opens
 //! each file (and queues its store row), appends each block as 16-bit
-//! little-endian PCM at its own offset and then rewrites the 44-byte WAV
-//! header ([`files::wav_header`]) for the new length: two positioned writes
-//! per block and no seeks, so a file is always valid up to its last written
-//! block. A block that never arrived (the queue was
+//! little-endian PCM at its own offset (a positioned write, no seeks) and
+//! every [`HEADER_EVERY`] blocks rewrites the 44-byte WAV header
+//! ([`files::wav_header`]) for the new length, so a file is always a valid
+//! WAV, at most a few seconds shorter than what is on disk (recovery
+//! lengthens it after a crash). A block that never arrived (the queue was
 //! full) leaves a hole: the writer fills it with silence when the next
 //! block or the close shows it, so durations still match the call, and the
-//! recording closes `incomplete`. On close it finalizes the file, syncs it,
-//! computes its SHA-256 and queues the row's update.
+//! recording closes `incomplete`. On close it writes the final header,
+//! syncs the file, computes its SHA-256 and queues the row's update.
 //!
 //! Must not: be reached by a blocking call from the call path (handles only
 //! send, see `handle.rs`), panic on an I/O error (the recording is marked
@@ -23,11 +24,21 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::files::{self, frame_bytes, frames_to_ms, max_data_bytes, HEADER_LEN};
 use super::timeline::{Block, BLOCK_FRAMES};
 use super::RecordingLayout;
 use crate::store::{RecordingEnd, RecordingStart, RecordingState, Store};
+
+/// Blocks written between two rewrites of a file's header (and at its
+/// close). A rewrite is a system call per block otherwise; after a crash
+/// the file is still a valid WAV, at most this many seconds short, and
+/// recovery sets its length from what is on disk.
+const HEADER_EVERY: u32 = 5;
+
+/// How long the writer lets audio blocks gather after writing some.
+const PACE: Duration = Duration::from_millis(100);
 
 /// What the handles send to the writer thread.
 #[derive(Debug)]
@@ -74,6 +85,8 @@ struct OpenFile {
     file: Option<File>,
     /// Frames in the file.
     frames: u64,
+    /// Writes since the header last described the file's length.
+    writes_since_header: u32,
     /// Frames of silence written in place of blocks that never came.
     lost_frames: u64,
     /// Why the file stopped being written, if it did.
@@ -117,9 +130,10 @@ impl OpenFile {
         }
     }
 
-    /// Append interleaved samples after the last frame, then rewrite the
-    /// header for the new length (the data first: a crash between the two
-    /// leaves a valid file one block short, which recovery lengthens).
+    /// Append interleaved samples after the last frame; every
+    /// [`HEADER_EVERY`] writes, rewrite the header for the new length (the
+    /// data first: a file cut between the two is a valid WAV a few seconds
+    /// short, which recovery lengthens).
     fn write(&mut self, samples: &[i16], scratch: &mut Vec<u8>) {
         let layout = self.layout();
         let Some(file) = self.file.as_ref() else {
@@ -134,19 +148,35 @@ impl OpenFile {
         }
         let bytes = pcm_bytes(samples, scratch);
         let offset = HEADER_LEN.saturating_add(self.frames.saturating_mul(frame_bytes(layout)));
-        let written = file
-            .write_all_at(bytes, offset)
-            .and_then(|()| file.write_all_at(&files::wav_header(layout, data_bytes), 0));
-        match written {
-            Ok(()) => self.frames = after,
-            Err(err) => self.fail(format!("writing failed: {err}")),
+        if let Err(err) = file.write_all_at(bytes, offset) {
+            return self.fail(format!("writing failed: {err}"));
+        }
+        self.frames = after;
+        self.writes_since_header += 1;
+        if self.writes_since_header >= HEADER_EVERY {
+            if let Err(err) = self.write_header() {
+                self.fail(format!("writing failed: {err}"));
+            }
         }
     }
 
-    /// Stop writing this file; the first reason is kept. The header already
-    /// describes what was written.
+    /// Rewrites the header for the frames written so far.
+    fn write_header(&mut self) -> io::Result<()> {
+        let layout = self.layout();
+        let Some(file) = self.file.as_ref() else {
+            return Ok(());
+        };
+        let data_bytes = self.frames.saturating_mul(frame_bytes(layout));
+        file.write_all_at(&files::wav_header(layout, data_bytes), 0)?;
+        self.writes_since_header = 0;
+        Ok(())
+    }
+
+    /// Stop writing this file; the first reason is kept. The header is
+    /// made to describe what was written (best effort).
     fn fail(&mut self, reason: String) {
         tracing::warn!(id = %self.start.id, %reason, "recording: file no longer written");
+        let _ = self.write_header();
         self.file = None;
         self.failure.get_or_insert(reason);
     }
@@ -202,10 +232,27 @@ impl Writer {
 
     /// Handle messages until [`Message::Shutdown`] or every sender is gone,
     /// then close what is still open.
+    ///
+    /// Paced: after a turn that wrote audio the thread waits [`PACE`]
+    /// before it looks again, so the blocks of every recording gather and
+    /// a handle's send finds it awake instead of waking it for each block
+    /// (one wake-up per block cost as much CPU as writing it). Queued audio
+    /// stays within the handles' byte budget either way.
     pub fn run(mut self, rx: Receiver<Message>) {
-        while let Ok(message) = rx.recv() {
-            if !self.handle(message) {
-                break;
+        'run: while let Ok(mut message) = rx.recv() {
+            let mut wrote_audio = false;
+            loop {
+                wrote_audio |= matches!(message, Message::Block { .. });
+                if !self.handle(message) {
+                    break 'run;
+                }
+                match rx.try_recv() {
+                    Ok(next) => message = next,
+                    Err(_) => break,
+                }
+            }
+            if wrote_audio {
+                std::thread::sleep(PACE);
             }
         }
         self.close_all();
@@ -259,6 +306,7 @@ impl Writer {
             path,
             file: None,
             frames: 0,
+            writes_since_header: 0,
             lost_frames: 0,
             failure: None,
         };
@@ -302,7 +350,10 @@ impl Writer {
             file.lost_frames = file.lost_frames.saturating_add(hole);
             file.write_silence(hole, &mut self.scratch);
         }
-        // Every write left the header right: closing is dropping the file.
+        if let Err(err) = file.write_header() {
+            file.failure
+                .get_or_insert(format!("closing the file failed: {err}"));
+        }
         file.file = None;
         let mut reasons: Vec<String> = file.failure.take().into_iter().collect();
         if file.lost_frames > 0 {
@@ -399,8 +450,17 @@ mod tests {
         (spec, reader.into_samples().map(Result::unwrap).collect())
     }
 
+    /// Feeds one block of recording 7 to the writer.
+    fn send(writer: &mut Writer, block: Block) {
+        assert!(writer.handle(Message::Block {
+            key: 7,
+            block,
+            bytes: 0
+        }));
+    }
+
     #[test]
-    fn the_file_is_a_valid_wav_after_every_block_and_holes_are_silence() {
+    fn the_file_is_always_a_valid_wav_and_holes_are_silence() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("denwa.db")).unwrap();
         let mut writer = Writer::new(
@@ -419,43 +479,46 @@ mod tests {
         assert_eq!((spec, samples.len()), (layout.wav_spec(), 0));
 
         let first = block(0, 8_000, 2, 100);
-        assert!(writer.handle(Message::Block {
-            key: 7,
-            block: first.clone(),
-            bytes: 0
-        }));
-        // As after a kill -9 here: the header already covers the block.
-        assert_eq!(read(&path).1, first.samples);
-
-        // Block 2 never came: the third lands after a second of silence.
-        let third = block(16_000, 4_000, 2, -5);
-        assert!(writer.handle(Message::Block {
-            key: 7,
-            block: third.clone(),
-            bytes: 0
-        }));
-        let (_, samples) = read(&path);
-        assert_eq!(samples.len(), 2 * 20_000);
-        assert_eq!(samples[..16_000], first.samples[..]);
-        assert!(samples[16_000..32_000].iter().all(|&s| s == 0));
-        assert_eq!(samples[32_000..], third.samples[..]);
+        send(&mut writer, first.clone());
+        // As after a kill -9 here: a valid WAV, its header not grown yet,
+        // the block on disk for recovery.
+        assert_eq!(read(&path).1.len(), 0);
         assert_eq!(
             std::fs::metadata(&path).unwrap().len(),
-            HEADER_LEN + 20_000 * 4
+            HEADER_LEN + 8_000 * 4
         );
 
+        // Block 2 never came: the third lands after a second of silence,
+        // which makes the third write; HEADER_EVERY writes grow the header.
+        let third = block(16_000, 4_000, 2, -5);
+        send(&mut writer, third.clone());
+        let mut written = 20_000;
+        for _ in 3..HEADER_EVERY {
+            send(&mut writer, block(written, 100, 2, 7));
+            written += 100;
+        }
+        let (_, samples) = read(&path);
+        assert_eq!(samples.len() as u64, 2 * written, "the header caught up");
+        assert_eq!(samples[..16_000], first.samples[..]);
+        assert!(samples[16_000..32_000].iter().all(|&s| s == 0));
+        assert_eq!(samples[32_000..40_000], third.samples[..]);
+
+        // The close pads to the call's length and writes the final header.
+        let total = written + 1_000;
         assert!(writer.handle(Message::Finish {
             key: 7,
-            total_frames: 20_000,
+            total_frames: total,
             ended_at_ms: 1_704_153_602_500,
             dropped_blocks: 1,
         }));
         store.flush_blocking().unwrap();
         let row = store.reader().unwrap().recording("0001").unwrap().unwrap();
         assert_eq!(row.state, RecordingState::Incomplete);
-        assert_eq!(row.bytes as u64, HEADER_LEN + 20_000 * 4);
+        assert_eq!(row.bytes as u64, HEADER_LEN + total * 4);
         assert_eq!(row.sha256, Some(files::sha256_file(&path).unwrap()));
-        assert_eq!(read(&path).1.len(), 40_000);
+        let (_, samples) = read(&path);
+        assert_eq!(samples.len() as u64, 2 * total);
+        assert!(samples[2 * written as usize..].iter().all(|&s| s == 0));
         store.close().unwrap();
     }
 

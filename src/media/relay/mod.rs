@@ -21,7 +21,7 @@
 //! an extra failed `recv` per packet. The B3 benchmark (bench/) decided for
 //! a plain readiness loop per core: no scheduler between the socket and
 //! the forwarding code, counters that only the worker writes, and
-//! appliance-wide counters added once per loop turn.
+//! appliance-wide counters added every 50 ms.
 //!
 //! # Latching (symmetric RTP, RFC 4961)
 //!

@@ -3,7 +3,8 @@
 //!
 //! Owns: the calls' endpoints, latches, taps and forwarding switches; the
 //! receive buffer; the worker's share of the appliance-wide counters, added
-//! to [`RelayMetrics`] once per loop turn.
+//! to [`RelayMetrics`] every [`METRICS_INTERVAL_MS`] (and before a
+//! `Settled` is answered).
 //!
 //! Must not: block (every socket is non-blocking and every channel is
 //! `try_send`), allocate per packet on the plain relay path, or trust a
@@ -53,6 +54,16 @@ const EVENTS: usize = 1024;
 const FRAME: Duration = Duration::from_millis(20);
 /// Frames a late worker catches up on before it skips ahead.
 const MAX_CATCH_UP: u32 = 5;
+/// A call that needs the clock only for its recording (which advances on
+/// its own audio and needs the clock only over silence) and for DTMF
+/// time-outs gets every this many frames (100 ms); a worker with only such
+/// calls wakes up that much less often.
+const TICK_FRAMES: u64 = 5;
+/// How often a worker adds its calls' counts to the appliance-wide
+/// [`RelayMetrics`]. Those counters are shared by every worker: adding per
+/// loop turn made each packet pay for atomic adds on cache lines the
+/// other workers write too.
+const METRICS_INTERVAL_MS: u64 = 50;
 
 /// A call's identity on its worker: table slot and generation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,6 +248,7 @@ pub(super) fn spawn(index: usize) -> io::Result<(WorkerLink, JoinHandle<()>)> {
         poll,
         epoch: Instant::now(),
         next_frame: None,
+        frame_index: 0,
         commands: receiver,
         calls: Vec::new(),
         members: Vec::new(),
@@ -315,12 +327,18 @@ struct Pending {
 }
 
 impl CallMedia {
-    /// Whether the call needs the worker's frame clock.
+    /// Whether the call needs every frame of the worker's clock (it sends
+    /// audio of denwa's own).
     fn needs_frames(&self) -> bool {
-        self.recording.is_some()
-            || self.supervisor.is_some()
+        self.supervisor.is_some()
             || self.signal.iter().any(|s| s.player.is_some())
             || self.digits.iter().any(DigitOut::is_busy)
+    }
+
+    /// Whether the call needs the clock now and then ([`TICK_FRAMES`]).
+    fn needs_ticks(&self) -> bool {
+        self.recording.is_some()
+            // denwa's own RTCP to a leg that hears its stream (every 5 s).
             || self.signal.iter().any(|s| s.out.is_some())
     }
 
@@ -477,6 +495,8 @@ struct Worker {
     epoch: Instant,
     /// When the next frame is due, while any call needs frames.
     next_frame: Option<Instant>,
+    /// Frames since the worker started, counting the ones slept through.
+    frame_index: u64,
     commands: std_mpsc::Receiver<Command>,
     calls: Vec<Option<CallMedia>>,
     /// Conference room members by slot, and the rooms by name.
@@ -529,11 +549,22 @@ impl Worker {
         let mut events = Events::with_capacity(EVENTS);
         // The receive buffers, reused for every datagram of this thread.
         let mut batch = BatchReceiver::new();
-        let mut touched: Vec<usize> = Vec::new();
+        let mut metrics_due_ms = 0;
+        // Whether calls have counts not yet in the metrics: then the loop
+        // wakes up for the flush even when no datagram comes.
+        let mut unflushed = false;
+        // The clock of the last turn: good enough to time the flush, so
+        // that a turn of plain relaying reads the clock only once.
+        let mut last = self.clock();
         loop {
-            let timeout = self
+            let mut timeout = self
                 .next_frame
                 .map(|due| due.saturating_duration_since(Instant::now()));
+            if unflushed {
+                let flush = self.epoch + Duration::from_millis(metrics_due_ms);
+                let until_flush = flush.saturating_duration_since(last.now);
+                timeout = Some(timeout.map_or(until_flush, |t| t.min(until_flush)));
+            }
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
@@ -542,6 +573,7 @@ impl Worker {
                 return;
             }
             let clock = self.clock();
+            last = clock;
             // Commands sent before these datagrams arrived apply to them.
             if !self.apply_commands(clock) {
                 return;
@@ -550,20 +582,28 @@ impl Worker {
                 if event.token() == WAKE {
                     continue;
                 }
+                unflushed = true;
                 let (slot, owner, stream) = from_token(event.token());
                 match owner {
                     Owner::Leg(leg) => self.drain(slot, leg, stream, clock, &mut batch),
                     Owner::Supervisor => self.drain_supervisor(slot, stream, clock, &mut batch),
                     Owner::Member => self.drain_member(slot, stream, clock, &mut batch),
                 }
-                touched.push(slot);
             }
             self.frames(clock);
-            for slot in touched.drain(..) {
-                if let Some(Some(call)) = self.calls.get_mut(slot) {
-                    call.flush_metrics();
-                }
+            if clock.ms >= metrics_due_ms {
+                self.flush_metrics();
+                unflushed = false;
+                metrics_due_ms = clock.ms.saturating_add(METRICS_INTERVAL_MS);
             }
+        }
+    }
+
+    /// Adds every call's counts since the last flush to the appliance-wide
+    /// metrics.
+    fn flush_metrics(&mut self) {
+        for call in self.calls.iter_mut().flatten() {
+            call.flush_metrics();
         }
     }
 
@@ -589,25 +629,50 @@ impl Worker {
             // Each frame at its own time, so a late worker still gives
             // every frame its own timestamp.
             let frame_clock = Clock::at(due, self.epoch);
+            let tick = self.frame_index % TICK_FRAMES == 0;
             for call in self.calls.iter_mut().flatten() {
-                if call.needs_frames() {
+                if call.needs_frames() || (tick && call.needs_ticks()) {
                     call.on_frame(frame_clock);
-                    call.flush_metrics();
                 }
             }
             self.room_frames(frame_clock);
+            self.frame_index += 1;
             due += FRAME;
             ran += 1;
         }
         if due <= clock.now {
             due = clock.now + FRAME;
         }
-        self.next_frame = self.busy().then_some(due);
+        self.next_frame = if self.needs_every_frame() {
+            Some(due)
+        } else if self.calls.iter().flatten().any(CallMedia::needs_ticks) {
+            // Sleep through the frames nobody needs, to the next tick.
+            let skip = (TICK_FRAMES - self.frame_index % TICK_FRAMES) % TICK_FRAMES;
+            self.frame_index += skip;
+            Some(due + FRAME * u32::try_from(skip).unwrap_or(0))
+        } else {
+            None
+        };
     }
 
     /// Whether anything needs the frame clock.
     fn busy(&self) -> bool {
+        self.needs_every_frame() || self.calls.iter().flatten().any(CallMedia::needs_ticks)
+    }
+
+    /// Whether anything needs every frame.
+    fn needs_every_frame(&self) -> bool {
         !self.rooms.is_empty() || self.calls.iter().flatten().any(CallMedia::needs_frames)
+    }
+
+    /// Something that needs every frame started: the next frame comes in
+    /// one frame even if the clock was asleep until a later tick.
+    fn want_frames(&mut self, clock: Clock) {
+        let soon = clock.now + FRAME;
+        if self.next_frame.is_some_and(|due| due > soon) {
+            self.next_frame = Some(soon);
+        }
+        self.frames(clock);
     }
 
     fn room_frames(&mut self, clock: Clock) {
@@ -661,6 +726,7 @@ impl Worker {
                 }
             }
             Command::Settled(done) => {
+                self.flush_metrics();
                 let _ = done.send(());
             }
             Command::Remove(id, done) => {
@@ -684,7 +750,7 @@ impl Worker {
                 if let Some(call) = self.call_mut(id) {
                     call.signal[leg.index()].start_player(*player, clock.ms);
                 }
-                self.frames(clock);
+                self.want_frames(clock);
             }
             Command::StopPlay(id, leg) => {
                 if let Some(call) = self.call_mut(id) {
@@ -726,7 +792,7 @@ impl Worker {
                         tracing::warn!(?leg, "too many keys queued; the rest are not sent");
                     }
                 }
-                self.frames(clock);
+                self.want_frames(clock);
             }
             Command::Shutdown => {}
             Command::Attach {
@@ -738,7 +804,7 @@ impl Worker {
                 gone,
             } => {
                 self.attach(call, *endpoint, remote, codec, mode, gone);
-                self.frames(clock);
+                self.want_frames(clock);
             }
             Command::SupervisorRemote(call, remote) => {
                 if let Some(sup) = self.call_mut(call).and_then(|c| c.supervisor.as_mut()) {
@@ -762,7 +828,7 @@ impl Worker {
                 join_tone,
             } => {
                 self.join_room(room, member, *endpoint, remote, codec, shared, join_tone);
-                self.frames(clock);
+                self.want_frames(clock);
             }
             Command::MemberRemote(member, remote) => {
                 if let Some(m) = self.member_mut(member) {

@@ -72,6 +72,24 @@ impl Denwa {
     }
 
     fn start_full(sections: &str, env: &[(&str, &str)], http: &str) -> Denwa {
+        // A port free_port() found can be taken by another process before
+        // denwa binds it: then start again on other ports (bounded).
+        const ATTEMPTS: usize = 3;
+        for attempt in 1..=ATTEMPTS {
+            let mut d = Denwa::configure(sections, env, http);
+            match d.try_spawn() {
+                Ok(()) => return d,
+                Err(log) if attempt < ATTEMPTS && log.contains("Address already in use") => {
+                    continue
+                }
+                Err(log) => panic!("denwa exited at start:\n{log}"),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    /// A temporary directory with a configuration on fresh ports.
+    fn configure(sections: &str, env: &[(&str, &str)], http: &str) -> Denwa {
         let dir = tempfile::tempdir().expect("temp dir");
         let sip_port = free_port();
         let http_port = free_port();
@@ -93,16 +111,14 @@ impl Denwa {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        let mut d = Denwa {
+        Denwa {
             child: None,
             env,
             dir,
             sip_port,
             http_port,
             config,
-        };
-        d.spawn();
-        d
+        }
     }
 
     pub fn sip_addr(&self) -> String {
@@ -117,7 +133,7 @@ impl Denwa {
         std::fs::read_to_string(self.log_path()).unwrap_or_default()
     }
 
-    fn spawn(&mut self) {
+    fn try_spawn(&mut self) -> Result<(), String> {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -132,19 +148,27 @@ impl Denwa {
             .spawn()
             .expect("start denwa");
         self.child = Some(child);
-        self.wait_ready();
+        self.wait_ready()
     }
 
-    fn wait_ready(&mut self) {
+    fn spawn(&mut self) {
+        if let Err(log) = self.try_spawn() {
+            panic!("denwa exited at start:\n{log}");
+        }
+    }
+
+    /// Waits until denwa answers /healthz; `Err` with its log when it
+    /// exited instead.
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
-                    panic!("denwa exited at start ({status}):\n{}", self.log());
+                    return Err(format!("({status})\n{}", self.log()));
                 }
             }
             if matches!(self.http_get("/healthz"), Some((200, _))) {
-                return;
+                return Ok(());
             }
             std::thread::sleep(Duration::from_millis(50)); // polling a condition, bounded
         }

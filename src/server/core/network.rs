@@ -40,6 +40,12 @@ pub(super) enum Start {
     Service(call::Service),
 }
 
+/// Whom a screen pop names.
+enum PopTarget<'a> {
+    Extension(&'a str),
+    Group(&'a str),
+}
+
 /// The user part of a header's URI.
 fn header_user(value: Option<&str>) -> Option<String> {
     message::user_of(message::uri_of(value?)).map(str::to_owned)
@@ -88,6 +94,29 @@ impl Core {
     }
 
     /// A trunk call to its number's route, within the number's channels.
+    /// Announces a number's screen pop (when it has one) for the call.
+    fn screen_pop(&self, call_id: &str, d: &Delivery, target: PopTarget) {
+        let Some(url) = &d.screen_pop else { return };
+        let (did, caller) = (&d.number.number, &d.caller);
+        let to = match target {
+            PopTarget::Extension(ext) => {
+                info!(did = %did, caller = %caller, extension = %ext, url = %url, "screen pop");
+                ext
+            }
+            PopTarget::Group(group) => {
+                info!(did = %did, caller = %caller, group = %group, url = %url, "screen pop");
+                group
+            }
+        };
+        self.notices.publish(CallNotice::ScreenPop {
+            call_id: call_id.to_owned(),
+            did: did.clone(),
+            caller: caller.clone(),
+            extension: to.to_owned(),
+            url: url.clone(),
+        });
+    }
+
     fn deliver(&mut self, key: TransactionKey, req: Request, from: Peer, d: Delivery) {
         let call_id = message::call_id(&req.headers)
             .unwrap_or_default()
@@ -114,16 +143,7 @@ impl Core {
         match d.number.route.clone() {
             Route::Extension(ext) => {
                 let targets = self.registrar.lookup(&ext, super::unix_ms() / 1000);
-                if let Some(url) = &d.screen_pop {
-                    info!(did = %d.number.number, caller = %d.caller, extension = %ext, url = %url, "screen pop");
-                    self.notices.publish(CallNotice::ScreenPop {
-                        call_id: call_id.clone(),
-                        did: d.number.number.clone(),
-                        caller: d.caller.clone(),
-                        extension: ext.clone(),
-                        url: url.clone(),
-                    });
-                }
+                self.screen_pop(&call_id, &d, PopTarget::Extension(&ext));
                 self.start_call(
                     key,
                     req,
@@ -135,17 +155,8 @@ impl Core {
                 );
             }
             Route::Group(group) => {
-                if let Some(url) = &d.screen_pop {
-                    // The agent is not known yet: the notice names the group.
-                    info!(did = %d.number.number, caller = %d.caller, group = %group, url = %url, "screen pop");
-                    self.notices.publish(CallNotice::ScreenPop {
-                        call_id: call_id.clone(),
-                        did: d.number.number.clone(),
-                        caller: d.caller.clone(),
-                        extension: group.clone(),
-                        url: url.clone(),
-                    });
-                }
+                // The agent is not known yet: the notice names the group.
+                self.screen_pop(&call_id, &d, PopTarget::Group(&group));
                 let callee = d.number.number.clone();
                 let start = Start::Queue(crate::acd::GroupId::from(group.as_str()));
                 self.start_call(key, req, from, d.caller, callee, plan, start);
